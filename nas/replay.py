@@ -1,0 +1,232 @@
+"""``python -m nas.replay``: retrain a trial from scratch on K seeds and report test accuracy.
+
+Each seed trains the trial's recorded spec with its recorded training settings on all 60,000
+training images and is evaluated on the 10,000 test images after every epoch. The figure that
+counts is the *final* epoch's test accuracy (choosing the best epoch would be selection on the
+test set), reported per seed and as mean ± sample standard deviation.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from nas.cli import Parser, UserError, nonneg_int, positive_int, run
+from nas.data import DEFAULT_DATA_DIR, load_mnist
+from nas.layers import layer_table, param_count, receptive_field
+from nas.objectives import TRAIN_CONFIG, select_trial, spec_of, trial_note
+from nas.search import CHALLENGE_EPOCHS, versions
+from nas.spec import ArchSpec
+from nas.storage import load_study, open_storage
+from nas.train import EpochReport, TrainConfig, device_name, resolve_device, train
+from nas.zoo import REFERENCE
+
+CHALLENGE_ACCURACY = 0.994
+REPLAY_ATTR = "replay:trial-{}"  # study user attribute holding a trial's replay report
+
+
+@dataclass
+class ReplayReport:
+    study: str
+    trial: int
+    spec: dict[str, Any]
+    params: int
+    receptive_field: int
+    max_params: int
+    train_config: dict[str, Any]
+    seeds: list[int]
+    test_acc_final: list[float] = field(default_factory=list)  # one per seed
+    test_acc_curves: list[list[float]] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    weights: list[str] = field(default_factory=list)
+    device: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    date: str = ""
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.test_acc_final)
+
+    @property
+    def std(self) -> float:
+        a = self.test_acc_final
+        return statistics.stdev(a) if len(a) > 1 else 0.0
+
+    @property
+    def epochs(self) -> int:
+        return int(self.train_config["epochs"])
+
+    def challenge(self) -> dict[str, bool]:
+        return {f"mean test accuracy >= {CHALLENGE_ACCURACY:.1%}": self.mean >= CHALLENGE_ACCURACY,
+                f"parameters <= {self.max_params:,}": self.params <= self.max_params,
+                f"epochs <= {CHALLENGE_EPOCHS}": self.epochs <= CHALLENGE_EPOCHS}
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(mean=self.mean, std=self.std, challenge=self.challenge(),
+                 challenge_holds=all(self.challenge().values()))
+        return d
+
+    def markdown(self) -> str:
+        rows = "\n".join(f"| {s} | {a:.2%} | {t:.1f} |" for s, a, t in
+                         zip(self.seeds, self.test_acc_final, self.seconds))
+        checks = "\n".join(f"- [{'x' if ok else ' '}] {k}" for k, ok in self.challenge().items())
+        title = f"trial {self.trial} ({self.study})" if self.trial >= 0 else self.study
+        return (f"## Replay of {title}\n\n"
+                f"Final-epoch test accuracy over {len(self.seeds)} seed(s), {self.epochs} epochs "
+                f"on all 60,000 training images, on {self.device}, {self.date}:\n\n"
+                f"**{self.mean:.2%} ± {self.std:.2%}** (mean ± std)\n\n"
+                f"| seed | test acc (final epoch) | seconds |\n|---:|---:|---:|\n{rows}\n\n"
+                f"Challenge:\n{checks}\n")
+
+
+def replay(study: optuna.Study, trial_number: int | None, seeds: int, epochs: int | None,
+           device: torch.device, data_dir: str | Path | None, out: Path | None,
+           deterministic: bool = False, progress: bool = True) -> ReplayReport:
+    """Retrain a trial with its recorded spec and settings; saves weights and reports under
+    ``out``, and records the report on the study (and in the trial's dashboard note)."""
+    t = select_trial(study, trial_number)
+    spec = spec_of(t)
+    cfg = TrainConfig.from_dict(t.user_attrs.get(TRAIN_CONFIG, {}))
+    cfg = replace(cfg, epochs=epochs or cfg.epochs, deterministic=deterministic)
+    out = out or Path("runs") / f"replay-{study.study_name}-trial{t.number}"
+    max_params = int(study.user_attrs.get("max_params", param_count(spec)))
+    report = ReplayReport(study.study_name, t.number, spec.to_dict(), param_count(spec),
+                          receptive_field(spec), max_params, cfg.to_dict(), list(range(seeds)))
+    retrain(report, spec, cfg, device, data_dir, out, progress)
+    _record(study, t, spec, report)
+    return report
+
+
+def retrain(report: ReplayReport, spec: ArchSpec, cfg: TrainConfig, device: torch.device,
+            data_dir: str | Path | None, out: Path, progress: bool) -> None:
+    """Train ``spec`` on all training images once per seed of ``report``, testing after every
+    epoch; fills ``report`` and writes weights, report.json and report.md under ``out``."""
+    mnist = load_mnist(data_dir)
+    train_split, test_split = mnist.train.to(device), mnist.test.to(device)
+    out.mkdir(parents=True, exist_ok=True)
+    report.device, report.versions = device_name(device), versions()
+    report.date = time.strftime("%Y-%m-%d")
+    from tqdm.auto import tqdm
+
+    for seed in report.seeds:
+        curve: list[float] = []
+        bar = tqdm(total=cfg.epochs, desc=f"seed {seed}", unit="ep", disable=not progress,
+                   leave=False, dynamic_ncols=True)
+
+        def on_epoch(r: EpochReport, curve: list[float] = curve, bar: Any = bar) -> None:
+            curve.append(r.accuracy)
+            bar.update(1)
+            bar.set_postfix_str(f"test {r.accuracy:.2%}")
+
+        result = train(spec, train_split, test_split, replace(cfg, seed=seed), device,
+                       callback=on_epoch)
+        bar.close()
+        path = out / f"seed{seed}.pt"
+        save_checkpoint(path, spec, result.model, replace(cfg, seed=seed),
+                        {"test_acc_final": result.final_accuracy, "test_acc_curve": curve})
+        report.test_acc_final.append(result.final_accuracy)
+        report.test_acc_curves.append(curve)
+        report.seconds.append(round(result.seconds, 2))
+        report.weights.append(str(path.resolve()))
+        if progress:
+            print(f"seed {seed}: final-epoch test accuracy {result.final_accuracy:.2%} "
+                  f"({result.seconds:.1f} s)")
+    (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2))
+    (out / "report.md").write_text(report.markdown() + "\n" + layer_table(spec) + "\n")
+
+
+def save_checkpoint(path: Path, spec: ArchSpec, model: torch.nn.Module | None,
+                    cfg: TrainConfig, metrics: dict[str, Any]) -> None:
+    """Weights plus everything that rebuilds them (nanoGPT's ``model_args`` idea)."""
+    assert model is not None
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    torch.save({"state_dict": state, "spec": spec.to_json(), "train_config": cfg.to_dict(),
+                "metrics": metrics, "versions": versions()}, path)
+
+
+def _record(study: optuna.Study, t: optuna.trial.FrozenTrial, spec: ArchSpec,
+            report: ReplayReport) -> None:
+    """On the study (for export) and in the trial's dashboard note (for people)."""
+    d = report.to_dict()
+    study.set_user_attr(REPLAY_ATTR.format(t.number), {
+        k: d[k] for k in ("seeds", "test_acc_final", "mean", "std", "challenge_holds",
+                          "weights", "device", "date", "train_config")})
+    from optuna_dashboard import save_note
+
+    # A finished trial cannot take new user attributes, but its note lives on the study.
+    save_note(optuna.trial.Trial(study, t._trial_id), trial_note(spec, t.number,
+                                                                 "\n" + report.markdown()))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = Parser(prog="python -m nas.replay", description=__doc__.splitlines()[0])
+    p.add_argument("--storage", default="sqlite:///nas.db")
+    p.add_argument("--study-name", default=None, help="default: the storage's only study")
+    p.add_argument("--trial", type=nonneg_int, default=None, help="default: the best trial")
+    p.add_argument("--spec", default=None,
+                   help="instead of a trial: an arch.json, or a reference network ("
+                        + ", ".join(REFERENCE) + "), trained with the default settings")
+    p.add_argument("--max-params", type=positive_int, default=20_000,
+                   help="budget the challenge check uses with --spec (default %(default)s)")
+    p.add_argument("--seeds", type=positive_int, default=3)
+    p.add_argument("--epochs", type=positive_int, default=None, help="default: the study's")
+    p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))
+    p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    p.add_argument("--out", type=Path, default=None,
+                   help="default runs/replay-<study>-trial<N>")
+    p.add_argument("--deterministic", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    a = p.parse_args(argv)
+    device = resolve_device(a.device)
+    if a.spec is not None:
+        spec = load_spec(a.spec)
+        load_mnist(a.data_dir)
+        cfg = TrainConfig(deterministic=a.deterministic)
+        cfg = replace(cfg, epochs=a.epochs or cfg.epochs)
+        name = Path(a.spec).stem if a.spec not in REFERENCE else a.spec
+        r = ReplayReport(name, -1, spec.to_dict(), param_count(spec), receptive_field(spec),
+                         a.max_params, cfg.to_dict(), list(range(a.seeds)))
+        retrain(r, spec, cfg, device, a.data_dir, a.out or Path("runs") / f"replay-{name}",
+                progress=not a.no_progress)
+    else:
+        study = load_study(open_storage(a.storage, create=False), a.study_name, a.storage)
+        load_mnist(a.data_dir)
+        r = replay(study, a.trial, a.seeds, a.epochs, device, a.data_dir, a.out,
+                   a.deterministic, progress=not a.no_progress)
+    accs = ", ".join(f"{x:.2%}" for x in r.test_acc_final)
+    what = f"trial {r.trial}" if r.trial >= 0 else r.study
+    print(f"{what} ({r.params:,} parameters, {r.epochs} epochs, {len(r.seeds)} seeds, "
+          f"{r.device}): final-epoch test accuracy {r.mean:.2%} ± {r.std:.2%} [{accs}]")
+    for k, ok in r.challenge().items():
+        print(f"  {'PASS' if ok else 'FAIL'}  {k}")
+    out = Path(r.weights[0]).parent
+    print(f"weights and report: {out}/ (report.json, report.md)")
+    return 0
+
+
+def load_spec(arg: str) -> ArchSpec:
+    """A reference network by name, or a spec from a JSON file (e.g. an exported arch.json)."""
+    if arg in REFERENCE:
+        return REFERENCE[arg]()
+    path = Path(arg)
+    if not path.is_file():
+        raise UserError(f"--spec {arg!r} is neither a file nor a reference network "
+                        f"({', '.join(REFERENCE)})")
+    return ArchSpec.from_json(path.read_text())
+
+
+def cli() -> None:
+    run(main, "nas.replay")
+
+
+if __name__ == "__main__":
+    cli()

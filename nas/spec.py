@@ -1,0 +1,257 @@
+"""Architecture specs: plain, frozen data that describes one CNN exactly.
+
+A spec is a stem convolution, a sequence of blocks of 3x3 convolutions, each block followed by an
+optional transition (2x2 max-pool, 1x1 convolution, BatchNorm, dropout, in the order given), and a
+head. Specs are immutable, hashable, and round-trip through JSON exactly
+(``ArchSpec.from_json(s.to_json()) == s``). Nothing here imports torch: the arithmetic (shapes,
+parameter counts, receptive fields) lives in :mod:`nas.layers`, building in :mod:`nas.builder`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Union
+
+SPEC_VERSION = 1
+
+Order = Literal["conv-bn-relu", "conv-relu-bn"]
+HeadKind = Literal["gap_linear", "gap_conv", "flatten_linear"]
+ORDERS: tuple[str, ...] = ("conv-bn-relu", "conv-relu-bn")
+HEAD_KINDS: tuple[str, ...] = ("gap_linear", "gap_conv", "flatten_linear")
+
+
+class SpecError(ValueError):
+    """A spec that is malformed or describes a network that cannot exist."""
+
+
+@dataclass(frozen=True)
+class Conv3x3:
+    """A 3x3 stride-1 convolution unit: conv, optional BatchNorm and ReLU, optional dropout."""
+
+    out_channels: int
+    padding: int = 1
+    bn: bool = True
+    relu: bool = True
+    dropout: float = 0.0
+    bias: bool = True
+
+
+@dataclass(frozen=True)
+class MaxPool:
+    """2x2 max-pool with stride 2 (floor): halves the map, doubles the jump."""
+
+    op: Literal["maxpool"] = "maxpool"
+
+
+@dataclass(frozen=True)
+class Conv1x1:
+    """A 1x1 convolution that changes the channel count (optional BatchNorm, ReLU)."""
+
+    out_channels: int
+    bn: bool = False
+    relu: bool = True
+    bias: bool = True
+    op: Literal["conv1x1"] = "conv1x1"
+
+
+@dataclass(frozen=True)
+class BatchNorm:
+    """BatchNorm over the current channels (e.g. after a pool)."""
+
+    op: Literal["bn"] = "bn"
+
+
+@dataclass(frozen=True)
+class Dropout:
+    p: float
+    op: Literal["dropout"] = "dropout"
+
+
+TransitionOp = Union[MaxPool, Conv1x1, BatchNorm, Dropout]
+_OPS: dict[str, type] = {"maxpool": MaxPool, "conv1x1": Conv1x1, "bn": BatchNorm, "dropout": Dropout}
+
+
+@dataclass(frozen=True)
+class Block:
+    """Some 3x3 convolutions, then the transition ops applied after them, in order."""
+
+    convs: tuple[Conv3x3, ...]
+    transition: tuple[TransitionOp, ...] = ()
+
+
+@dataclass(frozen=True)
+class Head:
+    """The classifier.
+
+    ``gap_linear``: global average pool, flatten, linear. ``gap_conv``: global average pool, 1x1
+    conv to the classes, flatten. ``flatten_linear``: flatten the whole map, linear.
+    """
+
+    kind: HeadKind = "gap_linear"
+    bias: bool = True
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """One network. ``order`` places BatchNorm and ReLU inside every convolution unit."""
+
+    stem: Conv3x3
+    blocks: tuple[Block, ...]
+    head: Head = field(default_factory=Head)
+    order: Order = "conv-bn-relu"
+    in_channels: int = 1
+    input_size: int = 28
+    num_classes: int = 10
+
+    # -- serialisation ------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data (lists, not tuples), with the spec format's version."""
+        d = json.loads(json.dumps(asdict(self)))
+        d["version"] = SPEC_VERSION
+        return d
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ArchSpec:
+        """Parse and validate; any malformed input raises :class:`SpecError`."""
+        if not isinstance(d, dict):
+            raise SpecError("a spec must be a JSON object")
+        d = dict(d)
+        version = d.pop("version", SPEC_VERSION)
+        if version != SPEC_VERSION:
+            raise SpecError(f"spec version {version!r} is not supported (expected {SPEC_VERSION})")
+        try:
+            spec = cls(
+                stem=_conv3x3(d.pop("stem")),
+                blocks=tuple(_block(b) for b in _list(d.pop("blocks"), "blocks")),
+                head=Head(**_obj(d.pop("head", {}), "head")),
+                **d,
+            )
+        except SpecError:
+            raise
+        except (KeyError, TypeError) as e:
+            raise SpecError(f"malformed spec: {e}") from None
+        spec.validate()
+        return spec
+
+    @classmethod
+    def from_json(cls, text: str) -> ArchSpec:
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SpecError(f"spec is not valid JSON: {e}") from None
+        return cls.from_dict(d)
+
+    # -- identity and validity ----------------------------------------------------------------
+    def key(self) -> str:
+        """A canonical string: two specs describe the same network iff their keys are equal."""
+        def conv(c: Conv3x3) -> str:
+            s = f"c{c.out_channels}" + ("" if c.padding == 1 else f"p{c.padding}")
+            s += ("b" if c.bn else "") + ("r" if c.relu else "") + ("" if c.bias else "n")
+            return s + (f"d{c.dropout:g}" if c.dropout else "")
+
+        def op(o: TransitionOp) -> str:
+            if isinstance(o, MaxPool):
+                return "M"
+            if isinstance(o, Conv1x1):
+                return f"t{o.out_channels}" + ("b" if o.bn else "") + ("r" if o.relu else "") + (
+                    "" if o.bias else "n")
+            if isinstance(o, BatchNorm):
+                return "B"
+            return f"D{o.p:g}"
+
+        blocks = "|".join(
+            ",".join(conv(c) for c in b.convs) + ("/" + ",".join(op(o) for o in b.transition)
+                                                   if b.transition else "")
+            for b in self.blocks)
+        head = self.head.kind + ("" if self.head.bias else "-nobias")
+        return (f"{self.order};in{self.in_channels}x{self.input_size};stem:{conv(self.stem)};"
+                f"{blocks};{head};{self.num_classes}")
+
+    def validate(self) -> ArchSpec:
+        """Raise :class:`SpecError` if the network cannot exist; return self otherwise.
+
+        Checks field types and ranges, and walks the shapes so that no convolution or pool
+        shrinks the map below 1x1.
+        """
+        if self.order not in ORDERS:
+            raise SpecError(f"order must be one of {ORDERS}, got {self.order!r}")
+        if self.head.kind not in HEAD_KINDS:
+            raise SpecError(f"head kind must be one of {HEAD_KINDS}, got {self.head.kind!r}")
+        for name in ("in_channels", "input_size", "num_classes"):
+            _positive_int(getattr(self, name), name)
+        if not isinstance(self.blocks, tuple) or not self.blocks:
+            raise SpecError("a spec needs at least one block")
+        for i, conv in enumerate([self.stem] + [c for b in self.blocks for c in b.convs]):
+            _check_conv3x3(conv, "stem" if i == 0 else f"conv {i}")
+        for bi, block in enumerate(self.blocks, 1):
+            if not block.convs:
+                raise SpecError(f"block {bi} has no convolutions")
+            for o in block.transition:
+                if isinstance(o, Conv1x1):
+                    _positive_int(o.out_channels, f"block {bi} 1x1 out_channels")
+                elif isinstance(o, Dropout):
+                    _check_p(o.p, f"block {bi} dropout")
+                elif not isinstance(o, (MaxPool, BatchNorm)):
+                    raise SpecError(f"block {bi} has an unknown transition op {o!r}")
+        # Shape walk: imported here to keep the dependency one-way (layers imports spec).
+        from nas.layers import plan
+
+        plan(self)
+        return self
+
+
+# -- parsing helpers ------------------------------------------------------------------------------
+def _obj(x: Any, what: str) -> dict[str, Any]:
+    if not isinstance(x, dict):
+        raise SpecError(f"{what} must be a JSON object, got {type(x).__name__}")
+    return x
+
+
+def _list(x: Any, what: str) -> list[Any]:
+    if not isinstance(x, list | tuple):
+        raise SpecError(f"{what} must be a JSON list, got {type(x).__name__}")
+    return list(x)
+
+
+def _conv3x3(x: Any) -> Conv3x3:
+    return Conv3x3(**_obj(x, "conv"))
+
+
+def _block(x: Any) -> Block:
+    x = _obj(x, "block")
+    unknown = set(x) - {"convs", "transition"}
+    if unknown:
+        raise SpecError(f"block has unknown fields {sorted(unknown)}")
+    ops = []
+    for o in _list(x.get("transition", []), "transition"):
+        o = dict(_obj(o, "transition op"))
+        kind = o.get("op")
+        if kind not in _OPS:
+            raise SpecError(f"unknown transition op {kind!r} (expected one of {sorted(_OPS)})")
+        ops.append(_OPS[kind](**o))
+    return Block(convs=tuple(_conv3x3(c) for c in _list(x["convs"], "convs")),
+                 transition=tuple(ops))
+
+
+def _positive_int(v: Any, name: str) -> None:
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise SpecError(f"{name} must be a positive integer, got {v!r}")
+
+
+def _check_p(p: Any, name: str) -> None:
+    if not isinstance(p, int | float) or isinstance(p, bool) or not 0.0 <= p < 1.0:
+        raise SpecError(f"{name} must be a probability in [0, 1), got {p!r}")
+
+
+def _check_conv3x3(c: Conv3x3, name: str) -> None:
+    _positive_int(c.out_channels, f"{name} out_channels")
+    if c.padding not in (0, 1) or isinstance(c.padding, bool):
+        raise SpecError(f"{name} padding must be 0 or 1, got {c.padding!r}")
+    for flag in ("bn", "relu", "bias"):
+        if not isinstance(getattr(c, flag), bool):
+            raise SpecError(f"{name} {flag} must be true or false")
+    _check_p(c.dropout, f"{name} dropout")

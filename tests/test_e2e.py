@@ -1,0 +1,76 @@
+"""The product path through the real command line: search, export, replay."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import optuna
+import torch
+
+from nas.layers import param_count
+from nas.spec import ArchSpec
+
+
+def cli(*argv: str, cwd) -> str:
+    p = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True, cwd=cwd,
+                       timeout=600)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def test_search_export_replay(tmp_path, tiny_mnist_dir):
+    db = f"sqlite:///{tmp_path / 'nas.db'}"
+    data = ["--data-dir", str(tiny_mnist_dir)]
+    out = cli("nas.search", "--trials", "3", "--epochs", "1", "--storage", db, "--val-size",
+              "200", "--batch-size", "100", "--no-progress", *data, cwd=tmp_path)
+    assert "study 'mnist-20000p-1e'" in out and "3 trained" in out
+    assert f"optuna-dashboard {db}" in out and "python -m nas.export" in out
+
+    study = optuna.load_study(study_name="mnist-20000p-1e", storage=db)
+    trained = [t for t in study.get_trials() if t.user_attrs.get("outcome") != "rejected"]
+    assert len(trained) == 3
+    assert all(t.user_attrs["params"] <= 20_000 for t in trained)
+    best = study.best_trial
+
+    # Export before any replay: architecture files only.
+    files = cli("nas.export", "--storage", db, "--out", "exp", cwd=tmp_path).split()
+    assert [f.split("/")[-1] for f in files] == ["arch.json", "model.py", "summary.md"]
+    spec = ArchSpec.from_json((tmp_path / "exp" / "arch.json").read_text())
+    assert spec.to_json() == best.user_attrs["spec"]
+    run = subprocess.run([sys.executable, "exp/model.py"], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert f"{param_count(spec):,} parameters; output shape (1, 10)" in run.stdout
+    summary = (tmp_path / "exp" / "summary.md").read_text()
+    assert f"validation accuracy (final epoch of 1): {best.value:.2%}" in summary
+
+    # Replay: one seed, one epoch, test accuracy printed and recorded.
+    out = cli("nas.replay", "--storage", db, "--epochs", "1", "--seeds", "1", "--out", "rep",
+              "--no-progress", *data, cwd=tmp_path)
+    assert f"trial {best.number} (" in out and "final-epoch test accuracy" in out
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert report["seeds"] == [0] and len(report["test_acc_final"]) == 1
+    assert report["mean"] == report["test_acc_final"][0]
+    assert f"{report['mean']:.2%}" in out
+    ckpt = torch.load(tmp_path / "rep" / "seed0.pt")
+    assert ArchSpec.from_json(ckpt["spec"]) == spec and ckpt["train_config"]["epochs"] == 1
+    study = optuna.load_study(study_name="mnist-20000p-1e", storage=db)
+    assert study.user_attrs[f"replay:trial-{best.number}"]["mean"] == report["mean"]
+
+    # Export after the replay: weights and ONNX too, and the ONNX computes what torch does.
+    files = cli("nas.export", "--storage", db, "--out", "exp", cwd=tmp_path).split()
+    assert [f.split("/")[-1] for f in files][-2:] == ["weights.pt", "model.onnx"]
+    import onnx
+    from onnx.reference import ReferenceEvaluator
+
+    from nas.builder import build
+
+    model = build(spec)
+    model.load_state_dict(torch.load(tmp_path / "exp" / "weights.pt")["state_dict"])
+    model.eval()
+    x = torch.randn(3, 1, 28, 28)
+    onnx_out = ReferenceEvaluator(onnx.load(tmp_path / "exp" / "model.onnx")).run(
+        None, {"image": x.numpy()})[0]
+    torch.testing.assert_close(torch.from_numpy(onnx_out), model(x).detach(), atol=1e-4,
+                               rtol=1e-4)

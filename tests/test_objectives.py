@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+import nas.objectives as objectives
+from nas.data import load_mnist
+from nas.layers import param_count
+from nas.objectives import Objective, count_trained, spec_of
+from nas.search_space import params_of
+from nas.zoo import bn_dropout_16k, pool_bn_19k
+from tests.helpers import TINY_TRAIN
+
+
+@pytest.fixture()
+def objective(tiny_mnist_dir):
+    tr, val = load_mnist(tiny_mnist_dir, download=False).search_splits(n_val=200)
+    return Objective(tr, val, TINY_TRAIN, max_params=18_000, device=torch.device("cpu"))
+
+
+def test_over_budget_is_rejected_recorded_and_never_built(objective, monkeypatch):
+    def no_training(*a, **k):
+        raise AssertionError("an over-budget candidate must not be trained")
+
+    monkeypatch.setattr(objectives, "train", no_training)
+    monkeypatch.setattr("nas.train.build", no_training)
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial(params_of(pool_bn_19k()))  # 19,378 > 18,000
+    study.optimize(objective, n_trials=1)
+    (t,) = study.get_trials()
+    assert t.state == TrialState.PRUNED and not objective.last_trained
+    assert t.user_attrs["params"] == 19_378 and t.user_attrs["outcome"] == "rejected"
+    assert "19,378 parameters > budget 18,000" in t.user_attrs["reason"]
+    assert t.constraints == {"params_over_budget": 1378.0}  # the sampler sees it infeasible
+    assert count_trained(study) == 0
+
+
+def test_feasible_candidate_trains_and_records_everything(objective):
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial(params_of(bn_dropout_16k()))
+    study.optimize(objective, n_trials=1)
+    (t,) = study.get_trials()
+    assert t.state == TrialState.COMPLETE and objective.last_trained
+    assert spec_of(t) == bn_dropout_16k()
+    assert t.user_attrs["params"] == param_count(bn_dropout_16k()) == 16_146
+    assert t.user_attrs["receptive_field"] == 24
+    assert len(t.user_attrs["val_acc"]) == 2 and t.value == t.user_attrs["val_acc"][-1]
+    assert t.intermediate_values.keys() == {1, 2}
+    assert t.user_attrs["train_config"]["epochs"] == 2
+    assert t.user_attrs["device"].startswith("cpu")
+    assert t.constraints == {"params_over_budget": 16_146.0 - 18_000}
+    assert count_trained(study) == 1
+    from optuna_dashboard import get_note
+
+    note = get_note(optuna.trial.Trial(study, t._trial_id))
+    assert "16,146 parameters" in note and "| conv1 | 16×28×28 | 160 | 3 | 1 |" in note
+
+
+def test_a_diverging_candidate_fails_alone(objective, monkeypatch):
+    from nas.train import TrainingDiverged
+
+    def diverge(*a, **k):
+        raise TrainingDiverged("training loss is nan at epoch 1")
+
+    monkeypatch.setattr(objectives, "train", diverge)
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial(params_of(bn_dropout_16k()))
+    study.optimize(objective, n_trials=1, catch=(TrainingDiverged,))
+    (t,) = study.get_trials()
+    assert t.state == TrialState.FAIL and t.user_attrs["outcome"] == "failed"
+    assert "nan" in t.user_attrs["reason"]
+    assert count_trained(study) == 1  # it went to training: it used one of --trials
+
+
+def test_pruner_stops_weak_candidates(objective):
+    class AlwaysPrune(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            return True
+
+    study = optuna.create_study(direction="maximize", pruner=AlwaysPrune())
+    study.enqueue_trial(params_of(bn_dropout_16k()))
+    study.optimize(objective, n_trials=1)
+    (t,) = study.get_trials()
+    assert t.state == TrialState.PRUNED and t.user_attrs["outcome"] == "pruned"
+    assert len(t.user_attrs["val_acc"]) == 1 and count_trained(study) == 1
+
+
+def test_the_last_epoch_is_never_pruned(tiny_mnist_dir):
+    from dataclasses import replace
+
+    class AlwaysPrune(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            return True
+
+    tr, val = load_mnist(tiny_mnist_dir, download=False).search_splits(n_val=200)
+    objective = Objective(tr, val, replace(TINY_TRAIN, epochs=1), 20_000, torch.device("cpu"))
+    study = optuna.create_study(direction="maximize", pruner=AlwaysPrune())
+    study.enqueue_trial(params_of(bn_dropout_16k()))
+    study.optimize(objective, n_trials=1)
+    assert study.get_trials()[0].state == TrialState.COMPLETE

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from dataclasses import replace
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nas.cli import UserError
+from nas.objectives import count_trained, was_trained
+from nas.search import SearchConfig, parse_args, search, summary
+from tests.helpers import tiny_config
+
+
+def test_search_trains_exactly_n_and_resumes_without_losing_trials(tmp_path, tiny_mnist_dir):
+    cfg = tiny_config(tmp_path, tiny_mnist_dir, max_params=12_000)
+    study = search(cfg, progress=False)
+    first = study.get_trials()
+    assert count_trained(study) == 3
+    for t in first:
+        if was_trained(t):
+            assert t.user_attrs["params"] <= 12_000
+        elif t.user_attrs.get("outcome") == "rejected":
+            assert t.state == TrialState.PRUNED and "reason" in t.user_attrs
+            assert "val_acc" not in t.user_attrs  # never trained
+    # Same command, more trials: resumes, earlier trials untouched.
+    study = search(replace(cfg, trials=5), progress=False)
+    again = study.get_trials()
+    assert count_trained(study) == 5
+    assert [(t.number, t.state, t.value, t.user_attrs) for t in again[:len(first)]] == \
+        [(t.number, t.state, t.value, t.user_attrs) for t in first]
+    # Asking for what is already there trains nothing.
+    n = len(again)
+    assert len(search(replace(cfg, trials=4), progress=False).get_trials()) == n
+    text = summary(study, cfg)
+    assert "5 trained" in text and "python -m nas.replay" in text
+
+
+def test_study_records_dataset_budget_and_versions(tmp_path, tiny_mnist_dir):
+    cfg = tiny_config(tmp_path, tiny_mnist_dir, trials=1)
+    study = search(cfg, progress=False)
+    attrs = study.user_attrs
+    assert attrs["max_params"] == 20_000 and attrs["epochs"] == 2
+    assert attrs["dataset"]["validation"] == 200 and attrs["dataset"]["name"] == "MNIST"
+    assert {"torch", "optuna", "nas"} <= attrs["versions"].keys()
+    assert attrs["last_command"]["settings"]["trials"] == 1
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path, tiny_mnist_dir):
+    cfg = tiny_config(tmp_path, tiny_mnist_dir, trials=1)
+    search(cfg, progress=False)
+    with pytest.raises(UserError, match="max_params differ"):
+        search(replace(cfg, max_params=15_000, trials=2), progress=False)
+    study = optuna.load_study(study_name="t", storage=cfg.storage)
+    assert count_trained(study) == 1
+
+
+def test_budget_below_the_whole_space_stops_at_once(tmp_path, tiny_mnist_dir):
+    with pytest.raises(UserError, match="below the smallest network"):
+        search(tiny_config(tmp_path, tiny_mnist_dir, max_params=500), progress=False)
+    assert not (tmp_path / "nas.db").exists() or optuna.get_all_study_names(
+        f"sqlite:///{tmp_path / 'nas.db'}") == []
+
+
+def test_parse_args_defaults_and_study_name():
+    cfg, progress = parse_args([])
+    assert cfg == replace(SearchConfig(), study_name="mnist-20000p-20e") and progress
+    cfg, _ = parse_args(["--max-params", "8000", "--epochs", "15", "--no-progress"])
+    assert cfg.study_name == "mnist-8000p-15e" and cfg.train.epochs == 15
