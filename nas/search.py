@@ -241,6 +241,7 @@ class _Bars:
 
 def search(cfg: SearchConfig, progress: bool = True) -> optuna.Study:
     """Run (or resume) the search until the study holds ``cfg.trials`` trained candidates."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our bars and summary say it all
     check_url(cfg.storage)
     resolve_device(cfg.device)  # fail before any work if e.g. cuda is absent
     load_mnist(cfg.data_dir)
@@ -353,7 +354,6 @@ def parse_args(argv: Sequence[str] | None) -> tuple[SearchConfig, bool]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     cfg, progress = parse_args(argv)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = search(cfg, progress=progress)
     print(summary(study, cfg))
     return 0
