@@ -125,12 +125,8 @@ def prepare_study(cfg: SearchConfig) -> optuna.Study:
         study.set_user_attr("max_params", cfg.max_params)
         study.set_user_attr("epochs", cfg.train.epochs)
         study.set_user_attr("versions", versions())
-    study.set_user_attr("last_command", {"argv": sys.argv, "settings": _jsonable(cfg)})
+    study.set_user_attr("last_command", {"argv": sys.argv, "settings": asdict(cfg)})
     return study
-
-
-def _jsonable(cfg: SearchConfig) -> dict[str, Any]:
-    return asdict(cfg)
 
 
 # -- workers -----------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +52,11 @@ class TrainConfig:
     scale: float = 0.08
     eval_batch_size: int = 4096
     channels_last: bool = True
-    bf16: bool = True  # autocast on CUDA only; CPU trains in fp32
+    bf16: bool = True  # bf16 autocast on CUDA
+    # bf16 autocast on CPU; None: on when the CPU has bf16 instructions (AVX512-BF16 or AMX).
+    # Measured on this project's AMD EPYC machine: 1.3x the fp32 training step, and 99.59 %
+    # test accuracy for the 16k reference network (fp32: 99.60-99.63 %), see results/.
+    bf16_cpu: bool | None = None
     compile: bool = False
     seed: int = 0
     deterministic: bool = False
@@ -134,8 +140,21 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfi
 
 
 def _autocast(device: torch.device, cfg: TrainConfig) -> torch.autocast:
-    enabled = cfg.bf16 and device.type == "cuda"
+    if device.type == "cuda":
+        enabled = cfg.bf16
+    else:
+        enabled = cpu_has_bf16() if cfg.bf16_cpu is None else cfg.bf16_cpu
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+@lru_cache(maxsize=1)
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (without it, bf16 autocast only slows down)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
