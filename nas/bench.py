@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from nas.cli import Parser, UserError, positive_int, run
+from nas.cli import Parser, UserError, describe, positive_int, run
 from nas.data import DEFAULT_DATA_DIR, FILES, Split, load_mnist
 from nas.train import TrainConfig, device_name, resolve_device, train
 from nas.zoo import bn_dropout_16k
@@ -290,7 +290,7 @@ def markdown(res: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     cuda = torch.cuda.is_available()
-    p = Parser(prog="python -m nas.bench", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m nas.bench", description=describe(__doc__))
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))
     p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
     p.add_argument("--rounds", type=positive_int, default=3, help="a/b pairs (default 3)")
@@ -385,7 +385,7 @@ def _versions() -> dict[str, str]:
 
 
 def cli() -> None:
-    run(main, "nas.bench")
+    run(main, "python -m nas.bench")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import optuna
 import torch
 
 from nas.builder import build
-from nas.cli import Parser, UserError, nonneg_int, run
+from nas.cli import Parser, UserError, describe, nonneg_int, run
 from nas.codegen import model_source
 from nas.layers import layer_table, param_count, receptive_field
 from nas.objectives import VAL_ACC, select_trial, spec_of
@@ -74,7 +74,7 @@ def _summary(study: optuna.Study, t: optuna.trial.FrozenTrial, spec: ArchSpec,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = Parser(prog="python -m nas.export", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m nas.export", description=describe(__doc__))
     p.add_argument("--storage", default="sqlite:///nas.db")
     p.add_argument("--study-name", default=None, help="default: the storage's only study")
     p.add_argument("--trial", type=nonneg_int, default=None, help="default: the best trial")
@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cli() -> None:
-    run(main, "nas.export")
+    run(main, "python -m nas.export")
 
 
 if __name__ == "__main__":

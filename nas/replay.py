@@ -19,7 +19,7 @@ from typing import Any
 import optuna
 import torch
 
-from nas.cli import Parser, UserError, nonneg_int, positive_int, run
+from nas.cli import Parser, UserError, describe, nonneg_int, positive_int, run
 from nas.data import DEFAULT_DATA_DIR, load_mnist
 from nas.layers import layer_table, param_count, receptive_field
 from nas.objectives import TRAIN_CONFIG, select_trial, spec_of, trial_note
@@ -168,7 +168,7 @@ def _record(study: optuna.Study, t: optuna.trial.FrozenTrial, spec: ArchSpec,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = Parser(prog="python -m nas.replay", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m nas.replay", description=describe(__doc__))
     p.add_argument("--storage", default="sqlite:///nas.db")
     p.add_argument("--study-name", default=None, help="default: the storage's only study")
     p.add_argument("--trial", type=nonneg_int, default=None, help="default: the best trial")
@@ -225,7 +225,7 @@ def load_spec(arg: str) -> ArchSpec:
 
 
 def cli() -> None:
-    run(main, "nas.replay")
+    run(main, "python -m nas.replay")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ import optuna
 import torch
 
 from nas import __version__
-from nas.cli import USER_ERRORS, Parser, UserError, nonneg_int, positive_int, run
+from nas.cli import (USER_ERRORS, Parser, UserError, describe, nonneg_int, positive_float,
+                     positive_int, run)
 from nas.data import DEFAULT_DATA_DIR, load_mnist
 from nas.layers import param_count
 from nas.objectives import (OUTCOME, PARAMS, RF, Objective, count_trained, was_trained)
@@ -102,9 +103,6 @@ def dashboard_command(storage: str) -> str:
 # -- the study ---------------------------------------------------------------------------------
 def prepare_study(cfg: SearchConfig) -> optuna.Study:
     """Create the study, or check that an existing one was made with the same settings."""
-    if param_count(smallest_spec()) > cfg.max_params:
-        raise UserError(f"--max-params {cfg.max_params:,} is below the smallest network in the "
-                        f"search space ({param_count(smallest_spec()):,} parameters)")
     storage = open_storage(cfg.storage)
     exists = cfg.study_name in study_names(storage)
     study = optuna.create_study(storage=storage, study_name=cfg.study_name,
@@ -240,7 +238,13 @@ def search(cfg: SearchConfig, progress: bool = True) -> optuna.Study:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our bars and summary say it all
     check_url(cfg.storage)
     resolve_device(cfg.device)  # fail before any work if e.g. cuda is absent
-    load_mnist(cfg.data_dir)
+    if param_count(smallest_spec()) > cfg.max_params:
+        raise UserError(f"--max-params {cfg.max_params:,} is below the smallest network in the "
+                        f"search space ({param_count(smallest_spec()):,} parameters)")
+    n_train = len(load_mnist(cfg.data_dir).train)
+    if cfg.n_val >= n_train:
+        raise UserError(f"--val-size {cfg.n_val:,} leaves no training images "
+                        f"(the data has {n_train:,})")
     study = prepare_study(cfg)
     remaining = cfg.trials - count_trained(study)
     if remaining <= 0:
@@ -307,7 +311,7 @@ def _key(t: optuna.trial.FrozenTrial) -> str:
 # -- command line ------------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None) -> tuple[SearchConfig, bool]:
     d = SearchConfig()
-    p = Parser(prog="python -m nas.search", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m nas.search", description=describe(__doc__))
     p.add_argument("--trials", type=positive_int, default=d.trials,
                    help="trained candidates the study should hold (default %(default)s)")
     p.add_argument("--storage", default=d.storage,
@@ -330,7 +334,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[SearchConfig, bool]:
     p.add_argument("--sampler", default=d.sampler, choices=SAMPLERS)
     p.add_argument("--pruner", default=d.pruner, choices=PRUNERS)
     p.add_argument("--batch-size", type=positive_int, default=d.train.batch_size)
-    p.add_argument("--lr", type=float, default=d.train.lr)
+    p.add_argument("--lr", type=positive_float, default=d.train.lr,
+                   help="peak learning rate (default %(default)s)")
     p.add_argument("--compile", action="store_true", help="torch.compile the training step")
     p.add_argument("--deterministic", action="store_true")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -356,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cli() -> None:
-    run(main, "nas.search")
+    run(main, "python -m nas.search")
 
 
 if __name__ == "__main__":

@@ -58,9 +58,16 @@ def study_db(tmp_path_factory, tiny_mnist_dir):
     (["--no-such-option"], "unrecognized arguments: --no-such-option"),
     (["--epochs", "30"], "--allow-long"),
     (["--device", "tpu"], "invalid choice"),
+    (["--lr", "-1"], "--lr: must be a positive number"),
 ])
 def test_search_usage_errors(capsys, argv, fragment):
     assert_one_line_error(*call(capsys, "search", *argv), fragment)
+
+
+def test_search_validation_larger_than_the_data(capsys, tmp_path, tiny_mnist_dir):
+    code, err = call(capsys, "search", "--val-size", "600", "--storage",
+                     f"sqlite:///{tmp_path / 'a.db'}", "--data-dir", str(tiny_mnist_dir))
+    assert_one_line_error(code, err, "--val-size 600 leaves no training images")
 
 
 def test_search_budget_below_any_network(capsys, tmp_path, tiny_mnist_dir):
