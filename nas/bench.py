@@ -18,6 +18,7 @@ versions and the command line:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -34,7 +35,7 @@ from typing import Any
 
 import torch
 
-from nas.cli import Parser, UserError, describe, positive_int, run
+from nas.cli import Parser, UserError, describe, nonneg_int, positive_int, run
 from nas.data import DEFAULT_DATA_DIR, FILES, Split, load_mnist
 from nas.train import TrainConfig, device_name, resolve_device, train
 from nas.zoo import bn_dropout_16k
@@ -106,11 +107,11 @@ def ours(images: int, device: torch.device, data_dir: str, threads: int,
     eval_split = Split(m.train.x[:256], m.train.y[:256])
     _sync(device)
     t0 = time.perf_counter()
-    result = train(bn_dropout_16k(), train_split, eval_split, replace(cfg, epochs=1), device)
+    train(bn_dropout_16k(), train_split, eval_split, replace(cfg, epochs=1), device)
     _sync(device)
-    steps = images // min(cfg.batch_size, images)
-    return {"images": steps * min(cfg.batch_size, images), "seconds": time.perf_counter() - t0,
-            "train_seconds_reported": result.seconds}
+    bs = min(cfg.batch_size, images)
+    return {"images": images // bs * bs,  # the trainer drops the ragged last batch
+            "seconds": time.perf_counter() - t0}
 
 
 def _child(kind: str, kwargs: dict, q: Any) -> None:
@@ -146,8 +147,6 @@ def measure(kind: str, **kwargs: Any) -> dict:
 def _torchvision_root(data_dir: str) -> Path:
     """torchvision reads decompressed files from ROOT/MNIST/raw: make them once, in /tmp."""
     from torchvision.datasets.utils import extract_archive
-
-    import hashlib
 
     src = Path(load_mnist(data_dir).source)
     # Keyed by the source's path and files, so another copy never reads a stale extraction.
@@ -188,24 +187,24 @@ def throughput(rounds: int, images: int, device: torch.device, data_dir: str,
             runs[kind].append(m)
             log(f"  round {r + 1}/{rounds} ({kind}): {m['images_per_s']:,.0f} images/s")
 
-    def med(kind: str, key: str) -> float:
-        return statistics.median(x[key] for x in runs[kind])
+    def summary(kind: str) -> dict:
+        ms = runs[kind]
+        return {"images_per_s": statistics.median(x["images_per_s"] for x in ms),
+                "s_per_epoch": statistics.median(x["s_per_epoch"] for x in ms),
+                "peak_host_mib": max(x["peak_host_mib"] for x in ms),
+                "peak_device_mib": ms[0]["peak_device_mib"]}
 
-    ratios = [b["images_per_s"] / a["images_per_s"] for a, b in zip(runs["a"], runs["b"])]
+    def ratios(kind: str, base: str) -> list[float]:
+        """Per round, so each ratio compares neighbours in time."""
+        return [x["images_per_s"] / y["images_per_s"] for x, y in zip(runs[kind], runs[base])]
+
     return {
         "images_per_measurement": images, "rounds": rounds, "order": "a, b alternating",
-        "conventional": {"images_per_s": med("a", "images_per_s"),
-                         "s_per_epoch": med("a", "s_per_epoch"),
-                         "peak_host_mib": max(x["peak_host_mib"] for x in runs["a"]),
-                         "peak_device_mib": runs["a"][0]["peak_device_mib"]},
-        "nas": {"images_per_s": med("b", "images_per_s"), "s_per_epoch": med("b", "s_per_epoch"),
-                "peak_host_mib": max(x["peak_host_mib"] for x in runs["b"]),
-                "peak_device_mib": runs["b"][0]["peak_device_mib"]},
-        "ratio_b_over_a": statistics.median(ratios), "ratios": ratios, "runs": runs,
-        "variants": {v: {"images_per_s": med(v, "images_per_s"),
-                         "ratio_over_b": statistics.median(
-                             x["images_per_s"] / b["images_per_s"]
-                             for x, b in zip(runs[v], runs["b"])),
+        "conventional": summary("a"), "nas": summary("b"),
+        "ratio_b_over_a": statistics.median(ratios("b", "a")), "ratios": ratios("b", "a"),
+        "runs": runs,
+        "variants": {v: {"images_per_s": summary(v)["images_per_s"],
+                         "ratio_over_b": statistics.median(ratios(v, "b")),
                          "settings": {k: val for k, val in variants[v].to_dict().items()
                                       if val != cfg.to_dict()[k]}}
                      for v in variants},
@@ -224,7 +223,7 @@ def one_candidate(device: torch.device, data_dir: str, cfg: TrainConfig) -> dict
 
 def search_rate(workers: Sequence[int], trials: int, epochs: int, device: str, data_dir: str,
                 log: Any) -> list[dict]:
-    from nas.objectives import count_trained
+    from nas.objectives import was_trained
     from nas.search import SearchConfig, search
 
     out = []
@@ -237,12 +236,12 @@ def search_rate(workers: Sequence[int], trials: int, epochs: int, device: str, d
             t0 = time.perf_counter()
             study = search(cfg, progress=False)
             secs = time.perf_counter() - t0
-            n = count_trained(study)
-            epochs_run = sum(len(t.user_attrs.get("val_acc", [])) for t in study.get_trials())
+            trials = study.get_trials(deepcopy=False)
+            n = sum(was_trained(t) for t in trials)
             out.append({"workers": w, "trials": n, "seconds": secs,
-                        "candidates_per_hour": n / secs * 3600, "epochs_trained": epochs_run,
-                        "rejected": sum(t.user_attrs.get("outcome") == "rejected"
-                                        for t in study.get_trials())})
+                        "candidates_per_hour": n / secs * 3600,
+                        "epochs_trained": sum(len(t.user_attrs.get("val_acc", [])) for t in trials),
+                        "rejected": sum(t.user_attrs.get("outcome") == "rejected" for t in trials)})
             log(f"  {w} worker(s): {n} trained in {secs:.0f} s "
                 f"({n / secs * 3600:,.0f} candidates/hour)")
     return out
@@ -296,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rounds", type=positive_int, default=3, help="a/b pairs (default 3)")
     p.add_argument("--images", type=positive_int, default=60_000,
                    help="images per measurement (default: one 60,000-image epoch)")
-    p.add_argument("--candidate-epochs", type=int, default=None,
+    p.add_argument("--candidate-epochs", type=nonneg_int, default=None,
                    help="schedule of the one-candidate timing (default: the search default; "
                         "0 skips it)")
     p.add_argument("--workers", default="1,2,4,8" if cuda else "1,2",
@@ -377,9 +376,9 @@ def parse_variant(cfg: TrainConfig, text: str) -> TrainConfig:
 
 
 def _versions() -> dict[str, str]:
-    from nas.search import versions
-
     import torchvision
+
+    from nas.search import versions
 
     return {**versions(), "torchvision": str(torchvision.__version__)}
 

@@ -132,19 +132,18 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfi
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=x.device)
     mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    with _autocast(x.device, cfg):
+    with torch.autocast(x.device.type, torch.bfloat16, enabled=use_bf16(x.device, cfg)):
         for i in range(0, len(y), cfg.eval_batch_size):
             xb = normalize(x[i:i + cfg.eval_batch_size]).contiguous(memory_format=mf)
             correct += (model(xb).argmax(1) == y[i:i + cfg.eval_batch_size]).sum()
     return correct.item() / max(len(y), 1)
 
 
-def _autocast(device: torch.device, cfg: TrainConfig) -> torch.autocast:
+def use_bf16(device: torch.device, cfg: TrainConfig) -> bool:
+    """Whether ``cfg`` trains in bf16 autocast on ``device`` (resolve once, not per step)."""
     if device.type == "cuda":
-        enabled = cfg.bf16
-    else:
-        enabled = cpu_has_bf16() if cfg.bf16_cpu is None else cfg.bf16_cpu
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+        return cfg.bf16
+    return cpu_has_bf16() if cfg.bf16_cpu is None else cfg.bf16_cpu
 
 
 @lru_cache(maxsize=1)
@@ -188,6 +187,7 @@ def train(spec: ArchSpec, train_split: Split, eval_split: Split, cfg: TrainConfi
     bs = min(cfg.batch_size, n)
     steps = n // bs  # drop the ragged last batch: every step has the same shape
     mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    bf16 = use_bf16(device, cfg)
 
     model = build(spec).to(device=device, memory_format=mf)
     step_model: nn.Module = torch.compile(model) if cfg.compile else model
@@ -212,7 +212,7 @@ def train(spec: ArchSpec, train_split: Split, eval_split: Split, cfg: TrainConfi
             if cfg.augment:
                 xb = random_affine(xb, cfg.rotate_deg, cfg.translate, cfg.scale, gen)
             xb = xb.contiguous(memory_format=mf)
-            with _autocast(device, cfg):
+            with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
                 loss = F.cross_entropy(step_model(xb), y_tr[idx],
                                        label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
