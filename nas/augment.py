@@ -10,9 +10,9 @@ import torch.nn.functional as F
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 
-def normalize(x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 images (N, 1, H, W) -> standardised floats."""
-    return (x.to(dtype) / 255.0 - MNIST_MEAN) / MNIST_STD
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images (N, 1, H, W) -> standardised float32."""
+    return (x.float() / 255.0 - MNIST_MEAN) / MNIST_STD
 
 
 def random_affine(x: torch.Tensor, rotate_deg: float, translate: float, scale: float,

@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from nas import record
 from nas.cli import Parser, UserError, describe, nonneg_int, positive_int, run
 from nas.data import DEFAULT_DATA_DIR, FILES, Split, load_mnist
 from nas.train import TrainConfig, device_name, resolve_device, train
@@ -223,8 +224,8 @@ def one_candidate(device: torch.device, data_dir: str, cfg: TrainConfig) -> dict
 
 def search_rate(workers: Sequence[int], trials: int, epochs: int, device: str, data_dir: str,
                 log: Any) -> list[dict]:
-    from nas.objectives import was_trained
-    from nas.search import SearchConfig, search
+    from nas.runner import search
+    from nas.study import SearchConfig
 
     out = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -236,12 +237,12 @@ def search_rate(workers: Sequence[int], trials: int, epochs: int, device: str, d
             t0 = time.perf_counter()
             study = search(cfg, progress=False)
             secs = time.perf_counter() - t0
-            trials = study.get_trials(deepcopy=False)
-            n = sum(was_trained(t) for t in trials)
+            done = study.get_trials(deepcopy=False)
+            n = sum(record.was_trained(t) for t in done)
             out.append({"workers": w, "trials": n, "seconds": secs,
                         "candidates_per_hour": n / secs * 3600,
-                        "epochs_trained": sum(len(t.user_attrs.get("val_acc", [])) for t in trials),
-                        "rejected": sum(t.user_attrs.get("outcome") == "rejected" for t in trials)})
+                        "epochs_trained": sum(len(record.curve_of(t)) for t in done),
+                        "rejected": record.count_outcome(done, record.REJECTED)})
             log(f"  {w} worker(s): {n} trained in {secs:.0f} s "
                 f"({n / secs * 3600:,.0f} candidates/hour)")
     return out
@@ -378,9 +379,7 @@ def parse_variant(cfg: TrainConfig, text: str) -> TrainConfig:
 def _versions() -> dict[str, str]:
     import torchvision
 
-    from nas.search import versions
-
-    return {**versions(), "torchvision": str(torchvision.__version__)}
+    return {**record.versions(), "torchvision": str(torchvision.__version__)}
 
 
 def cli() -> None:

@@ -32,4 +32,5 @@ def build(spec: ArchSpec) -> nn.Sequential:
 
     Raises :class:`nas.spec.SpecError` if the spec is impossible.
     """
-    return nn.Sequential(OrderedDict((layer.name, make_layer(layer)) for layer in plan(spec)))
+    return nn.Sequential(OrderedDict((layer.name, make_layer(layer))
+                                     for layer in plan(spec).layers))

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from nas.data import DataError
+from nas.record import RecordError
 from nas.spec import SpecError
 from nas.storage import StorageError
 from nas.train import DeviceError
@@ -18,7 +19,7 @@ class UserError(Exception):
 
 
 # Errors that are the user's to fix: one line on stderr, never a traceback.
-USER_ERRORS = (UserError, DataError, SpecError, StorageError, DeviceError)
+USER_ERRORS = (UserError, DataError, SpecError, StorageError, DeviceError, RecordError)
 
 
 class Parser(argparse.ArgumentParser):

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 from nas import __version__
 from nas.builder import MODULES
-from nas.layers import param_count, plan, receptive_field
+from nas.layers import plan
 from nas.spec import ArchSpec
 
 
 def model_source(spec: ArchSpec) -> str:
+    p = plan(spec)
     layers = []
-    for layer in plan(spec):
+    for layer in p.layers:
         args = ", ".join(f"{k}={v!r}" for k, v in layer.args.items())
         layers.append(f"        ({layer.name!r}, nn.{MODULES[layer.kind].__name__}({args})),")
     body = "\n".join(layers)
-    n = param_count(spec)
-    return f'''"""A CNN found by nas {__version__}: {n:,} parameters, receptive field {receptive_field(spec)}.
+    n, rf = p.params, p.receptive_field
+    return f'''"""A CNN found by nas {__version__}: {n:,} parameters, receptive field {rf}.
 
 Spec key: {spec.key()}
 
@@ -50,7 +51,7 @@ if __name__ == "__main__":
     n = sum(p.numel() for p in model.parameters())
     assert n == PARAMS, (n, PARAMS)
     if len(sys.argv) > 1:
-        state = torch.load(sys.argv[1], map_location="cpu")
+        state = torch.load(sys.argv[1], map_location="cpu", weights_only=True)
         model.load_state_dict(state.get("state_dict", state))
     model.eval()
     print(f"{{n:,}} parameters; output shape {{tuple(model(torch.zeros(INPUT_SHAPE)).shape)}}")

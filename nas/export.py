@@ -15,25 +15,24 @@ from pathlib import Path
 import optuna
 import torch
 
+from nas import record
 from nas.builder import build
 from nas.cli import Parser, UserError, describe, nonneg_int, run
 from nas.codegen import model_source
-from nas.layers import layer_table, param_count, receptive_field
-from nas.objectives import VAL_ACC, select_trial, spec_of
-from nas.replay import REPLAY_ATTR
+from nas.layers import plan
 from nas.spec import ArchSpec
 from nas.storage import load_study, open_storage
 
 
 def export(study: optuna.Study, trial_number: int | None, out: Path) -> list[Path]:
     """Write the files; returns their paths."""
-    t = select_trial(study, trial_number)
-    spec = spec_of(t)
+    t = record.select_trial(study, trial_number)
+    spec = record.spec_of(t)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "arch.json", out / "model.py", out / "summary.md"]
     written[0].write_text(spec.to_json(indent=2) + "\n")
     written[1].write_text(model_source(spec))
-    replay = study.user_attrs.get(REPLAY_ATTR.format(t.number))
+    replay = record.replay_of(study, t.number)
     written[2].write_text(_summary(study, t, spec, replay))
     weights = Path(replay["weights"][0]) if replay and replay.get("weights") else None
     if weights is not None and weights.is_file():
@@ -46,7 +45,7 @@ def export(study: optuna.Study, trial_number: int | None, out: Path) -> list[Pat
 def export_onnx(spec: ArchSpec, weights: Path, path: Path) -> Path:
     """ONNX of the trained network: input (N, 1, 28, 28) normalised floats, output logits."""
     model = build(spec)
-    model.load_state_dict(torch.load(weights, map_location="cpu")["state_dict"])
+    model.load_state_dict(record.load_weights(weights))
     model.eval()
     x = torch.zeros(1, spec.in_channels, spec.input_size, spec.input_size)
     torch.onnx.export(model, (x,), str(path), input_names=["image"], output_names=["logits"],
@@ -57,11 +56,11 @@ def export_onnx(spec: ArchSpec, weights: Path, path: Path) -> Path:
 
 def _summary(study: optuna.Study, t: optuna.trial.FrozenTrial, spec: ArchSpec,
              replay: dict | None) -> str:
-    val = t.user_attrs.get(VAL_ACC, [])
+    val = record.curve_of(t)
+    p = plan(spec)
     lines = [f"# {study.study_name}, trial {t.number}", "",
-             f"- parameters: {param_count(spec):,} (budget "
-             f"{study.user_attrs.get('max_params', 'n/a'):,})",
-             f"- receptive field: {receptive_field(spec)}",
+             f"- parameters: {p.params:,} (budget {record.max_params_of(study, p.params):,})",
+             f"- receptive field: {p.receptive_field}",
              f"- validation accuracy (final epoch of {len(val)}): {t.value:.2%}",
              f"- spec key: `{spec.key()}`"]
     if replay:
@@ -70,7 +69,7 @@ def _summary(study: optuna.Study, t: optuna.trial.FrozenTrial, spec: ArchSpec,
                      f"({replay['date']})")
     else:
         lines.append("- test accuracy: not measured yet (run `python -m nas.replay`)")
-    return "\n".join(lines) + "\n\n" + layer_table(spec) + "\n"
+    return "\n".join(lines) + "\n\n" + p.table() + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

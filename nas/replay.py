@@ -19,18 +19,14 @@ from typing import Any
 import optuna
 import torch
 
+from nas import record
 from nas.cli import Parser, UserError, describe, nonneg_int, positive_int, run
 from nas.data import DEFAULT_DATA_DIR, load_mnist
-from nas.layers import layer_table, param_count, receptive_field
-from nas.objectives import TRAIN_CONFIG, select_trial, spec_of, trial_note
-from nas.search import CHALLENGE_EPOCHS, versions
+from nas.layers import plan
 from nas.spec import ArchSpec
 from nas.storage import load_study, open_storage
 from nas.train import EpochReport, TrainConfig, device_name, resolve_device, train
-from nas.zoo import REFERENCE
-
-CHALLENGE_ACCURACY = 0.994
-REPLAY_ATTR = "replay:trial-{}"  # study user attribute holding a trial's replay report
+from nas.zoo import CHALLENGE_ACCURACY, CHALLENGE_EPOCHS, REFERENCE
 
 
 @dataclass
@@ -43,6 +39,8 @@ class ReplayReport:
     max_params: int
     train_config: dict[str, Any]
     seeds: list[int]
+    train_images: int = 0
+    test_images: int = 0
     test_acc_final: list[float] = field(default_factory=list)  # one per seed
     test_acc_curves: list[list[float]] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
@@ -81,8 +79,9 @@ class ReplayReport:
         checks = "\n".join(f"- [{'x' if ok else ' '}] {k}" for k, ok in self.challenge().items())
         title = f"trial {self.trial} ({self.study})" if self.trial >= 0 else self.study
         return (f"## Replay of {title}\n\n"
-                f"Final-epoch test accuracy over {len(self.seeds)} seed(s), {self.epochs} epochs "
-                f"on all 60,000 training images, on {self.device}, {self.date}:\n\n"
+                f"Final-epoch test accuracy on {self.test_images:,} test images over "
+                f"{len(self.seeds)} seed(s), {self.epochs} epochs on {self.train_images:,} "
+                f"training images, on {self.device}, {self.date}:\n\n"
                 f"**{self.mean:.2%} ± {self.std:.2%}** (mean ± std)\n\n"
                 f"| seed | test acc (final epoch) | seconds |\n|---:|---:|---:|\n{rows}\n\n"
                 f"Challenge:\n{checks}\n")
@@ -93,16 +92,18 @@ def replay(study: optuna.Study, trial_number: int | None, seeds: int, epochs: in
            deterministic: bool = False, progress: bool = True) -> ReplayReport:
     """Retrain a trial with its recorded spec and settings; saves weights and reports under
     ``out``, and records the report on the study (and in the trial's dashboard note)."""
-    t = select_trial(study, trial_number)
-    spec = spec_of(t)
-    cfg = TrainConfig.from_dict(t.user_attrs.get(TRAIN_CONFIG, {}))
+    t = record.select_trial(study, trial_number)
+    spec = record.spec_of(t)
+    p = plan(spec)
+    cfg = TrainConfig.from_dict(record.train_config_of(t))
     cfg = replace(cfg, epochs=epochs or cfg.epochs, deterministic=deterministic)
     out = out or Path("runs") / f"replay-{study.study_name}-trial{t.number}"
-    max_params = int(study.user_attrs.get("max_params", param_count(spec)))
-    report = ReplayReport(study.study_name, t.number, spec.to_dict(), param_count(spec),
-                          receptive_field(spec), max_params, cfg.to_dict(), list(range(seeds)))
+    report = ReplayReport(study.study_name, t.number, spec.to_dict(), p.params,
+                          p.receptive_field, record.max_params_of(study, p.params),
+                          cfg.to_dict(), list(range(seeds)))
     retrain(report, spec, cfg, device, data_dir, out, progress)
-    _record(study, t, spec, report)
+    record.write_replay(study, t, report.to_dict(),
+                        record.trial_note(p, t.number, "\n" + report.markdown()))
     return report
 
 
@@ -113,7 +114,8 @@ def retrain(report: ReplayReport, spec: ArchSpec, cfg: TrainConfig, device: torc
     mnist = load_mnist(data_dir)
     train_split, test_split = mnist.train.to(device), mnist.test.to(device)
     out.mkdir(parents=True, exist_ok=True)
-    report.device, report.versions = device_name(device), versions()
+    report.train_images, report.test_images = len(train_split), len(test_split)
+    report.device, report.versions = device_name(device), record.versions()
     report.date = time.strftime("%Y-%m-%d")
     from tqdm.auto import tqdm
 
@@ -131,8 +133,10 @@ def retrain(report: ReplayReport, spec: ArchSpec, cfg: TrainConfig, device: torc
                        callback=on_epoch)
         bar.close()
         path = out / f"seed{seed}.pt"
-        save_checkpoint(path, spec, result.model, replace(cfg, seed=seed),
-                        {"test_acc_final": result.final_accuracy, "test_acc_curve": curve})
+        assert result.model is not None
+        record.save_checkpoint(path, spec, result.model.state_dict(),
+                               replace(cfg, seed=seed).to_dict(),
+                               {"test_acc_final": result.final_accuracy, "test_acc_curve": curve})
         report.test_acc_final.append(result.final_accuracy)
         report.test_acc_curves.append(curve)
         report.seconds.append(round(result.seconds, 2))
@@ -141,30 +145,7 @@ def retrain(report: ReplayReport, spec: ArchSpec, cfg: TrainConfig, device: torc
             print(f"seed {seed}: final-epoch test accuracy {result.final_accuracy:.2%} "
                   f"({result.seconds:.1f} s)")
     (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2))
-    (out / "report.md").write_text(report.markdown() + "\n" + layer_table(spec) + "\n")
-
-
-def save_checkpoint(path: Path, spec: ArchSpec, model: torch.nn.Module | None,
-                    cfg: TrainConfig, metrics: dict[str, Any]) -> None:
-    """Weights plus everything that rebuilds them (nanoGPT's ``model_args`` idea)."""
-    assert model is not None
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    torch.save({"state_dict": state, "spec": spec.to_json(), "train_config": cfg.to_dict(),
-                "metrics": metrics, "versions": versions()}, path)
-
-
-def _record(study: optuna.Study, t: optuna.trial.FrozenTrial, spec: ArchSpec,
-            report: ReplayReport) -> None:
-    """On the study (for export) and in the trial's dashboard note (for people)."""
-    d = report.to_dict()
-    study.set_user_attr(REPLAY_ATTR.format(t.number), {
-        k: d[k] for k in ("seeds", "test_acc_final", "mean", "std", "challenge_holds",
-                          "weights", "device", "date", "train_config")})
-    from optuna_dashboard import save_note
-
-    # A finished trial cannot take new user attributes, but its note lives on the study.
-    save_note(optuna.trial.Trial(study, t._trial_id), trial_note(spec, t.number,
-                                                                 "\n" + report.markdown()))
+    (out / "report.md").write_text(report.markdown() + "\n" + plan(spec).table() + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -193,8 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = TrainConfig(deterministic=a.deterministic)
         cfg = replace(cfg, epochs=a.epochs or cfg.epochs)
         name = Path(a.spec).stem if a.spec not in REFERENCE else a.spec
-        r = ReplayReport(name, -1, spec.to_dict(), param_count(spec), receptive_field(spec),
-                         a.max_params, cfg.to_dict(), list(range(a.seeds)))
+        p = plan(spec)
+        r = ReplayReport(name, -1, spec.to_dict(), p.params, p.receptive_field, a.max_params,
+                         cfg.to_dict(), list(range(a.seeds)))
         retrain(r, spec, cfg, device, a.data_dir, a.out or Path("runs") / f"replay-{name}",
                 progress=not a.no_progress)
     else:

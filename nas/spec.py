@@ -3,8 +3,9 @@
 A spec is a stem convolution, a sequence of blocks of 3x3 convolutions, each block followed by an
 optional transition (2x2 max-pool, 1x1 convolution, BatchNorm, dropout, in the order given), and a
 head. Specs are immutable, hashable, and round-trip through JSON exactly
-(``ArchSpec.from_json(s.to_json()) == s``). Nothing here imports torch: the arithmetic (shapes,
-parameter counts, receptive fields) lives in :mod:`nas.layers`, building in :mod:`nas.builder`.
+(``ArchSpec.from_json(s.to_json()) == s``). This module is plain data and imports nothing of
+``nas``: :meth:`ArchSpec.validate` checks fields (types and ranges); whether the shapes work out
+is the planner's to say (:func:`nas.layers.plan`), and building is :mod:`nas.builder`'s.
 """
 
 from __future__ import annotations
@@ -172,35 +173,38 @@ class ArchSpec:
                 f"{blocks};{head};{self.num_classes}")
 
     def validate(self) -> ArchSpec:
-        """Raise :class:`SpecError` if the network cannot exist; return self otherwise.
+        """Raise :class:`SpecError` unless every field has its type and range; return self.
 
-        Checks field types and ranges, and walks the shapes so that no convolution or pool
-        shrinks the map below 1x1.
+        Types are strict (``True`` is not a channel count, ``1.0`` not a padding, ``"false"``
+        not a boolean), so a spec that passes builds exactly what its key says. Shapes are not
+        checked here: :func:`nas.layers.plan` raises SpecError for a map shrunk below 1x1.
         """
         if self.order not in ORDERS:
             raise SpecError(f"order must be one of {ORDERS}, got {self.order!r}")
-        if self.head.kind not in HEAD_KINDS:
-            raise SpecError(f"head kind must be one of {HEAD_KINDS}, got {self.head.kind!r}")
+        if not isinstance(self.head, Head) or self.head.kind not in HEAD_KINDS:
+            raise SpecError(f"head kind must be one of {HEAD_KINDS}, got "
+                            f"{getattr(self.head, 'kind', self.head)!r}")
+        _check_bool(self.head.bias, "head bias")
         for name in ("in_channels", "input_size", "num_classes"):
             _positive_int(getattr(self, name), name)
         if not isinstance(self.blocks, tuple) or not self.blocks:
             raise SpecError("a spec needs at least one block")
-        for i, conv in enumerate([self.stem] + [c for b in self.blocks for c in b.convs]):
-            _check_conv3x3(conv, "stem" if i == 0 else f"conv {i}")
+        _check_conv3x3(self.stem, "stem")
         for bi, block in enumerate(self.blocks, 1):
-            if not block.convs:
+            if not isinstance(block, Block) or not isinstance(block.convs, tuple) \
+                    or not block.convs:
                 raise SpecError(f"block {bi} has no convolutions")
+            for ci, conv in enumerate(block.convs, 1):
+                _check_conv3x3(conv, f"block {bi} conv {ci}")
             for o in block.transition:
                 if isinstance(o, Conv1x1):
                     _positive_int(o.out_channels, f"block {bi} 1x1 out_channels")
+                    for flag in ("bn", "relu", "bias"):
+                        _check_bool(getattr(o, flag), f"block {bi} 1x1 {flag}")
                 elif isinstance(o, Dropout):
                     _check_p(o.p, f"block {bi} dropout")
                 elif not isinstance(o, (MaxPool, BatchNorm)):
                     raise SpecError(f"block {bi} has an unknown transition op {o!r}")
-        # Shape walk: imported here to keep the dependency one-way (layers imports spec).
-        from nas.layers import plan
-
-        plan(self)
         return self
 
 
@@ -247,11 +251,17 @@ def _check_p(p: Any, name: str) -> None:
         raise SpecError(f"{name} must be a probability in [0, 1), got {p!r}")
 
 
-def _check_conv3x3(c: Conv3x3, name: str) -> None:
+def _check_bool(v: Any, name: str) -> None:
+    if not isinstance(v, bool):
+        raise SpecError(f"{name} must be true or false, got {v!r}")
+
+
+def _check_conv3x3(c: Any, name: str) -> None:
+    if not isinstance(c, Conv3x3):
+        raise SpecError(f"{name} must be a 3x3 conv, got {c!r}")
     _positive_int(c.out_channels, f"{name} out_channels")
-    if c.padding not in (0, 1) or isinstance(c.padding, bool):
+    if type(c.padding) is not int or c.padding not in (0, 1):
         raise SpecError(f"{name} padding must be 0 or 1, got {c.padding!r}")
     for flag in ("bn", "relu", "bias"):
-        if not isinstance(getattr(c, flag), bool):
-            raise SpecError(f"{name} {flag} must be true or false")
+        _check_bool(getattr(c, flag), f"{name} {flag}")
     _check_p(c.dropout, f"{name} dropout")

@@ -84,7 +84,6 @@ class TrainResult:
     train_losses: list[float] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)
     seconds: float = 0.0  # total wall time, building and data transfer included
-    device: str = ""
     model: nn.Module | None = None
 
     @property
@@ -169,11 +168,9 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 def train(spec: ArchSpec, train_split: Split, eval_split: Split, cfg: TrainConfig,
           device: torch.device | str = "cpu",
-          callback: Callable[[EpochReport], None] | None = None,
-          on_step: Callable[[int], None] | None = None) -> TrainResult:
+          callback: Callable[[EpochReport], None] | None = None) -> TrainResult:
     """Train ``build(spec)`` on ``train_split``, evaluating on ``eval_split`` after every epoch.
 
-    ``on_step(n)`` is told how many batches were done (for a progress bar); it must not sync.
     Raises :class:`TrainingDiverged` when the loss is not finite at an epoch's end, and whatever
     ``callback`` raises.
     """
@@ -200,7 +197,7 @@ def train(spec: ArchSpec, train_split: Split, eval_split: Split, cfg: TrainConfi
     total = cfg.epochs * steps
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: one_cycle(t, total, cfg.pct_start))
 
-    result = TrainResult(device=device_name(device), model=model)
+    result = TrainResult(model=model)
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         model.train()
@@ -220,8 +217,6 @@ def train(spec: ArchSpec, train_split: Split, eval_split: Split, cfg: TrainConfi
             opt.step()
             sched.step()
             loss_sum += loss.detach()
-            if on_step is not None:
-                on_step(1)
         train_loss = loss_sum.item() / max(steps, 1)  # the one sync of the epoch
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"training loss is {train_loss} at epoch {epoch}")

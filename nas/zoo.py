@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from nas.spec import ArchSpec, BatchNorm, Block, Conv1x1, Conv3x3, Dropout, Head, MaxPool
 
+# The classic challenge these networks were designed for.
+CHALLENGE_ACCURACY = 0.994  # mean test accuracy
+CHALLENGE_EPOCHS = 20
+
 
 def bn_dropout_16k(dropout: float = 0.1) -> ArchSpec:
     """conv 1→16, BN, conv 16→16, BN, dropout, pool, conv 16→16, BN, conv 16→16, BN, dropout,

@@ -1,10 +1,18 @@
-"""Small search configurations on the synthetic data, shared by the search-level tests."""
+"""What several test modules share: synthetic MNIST as real IDX files, sampled specs, and small
+search configurations. Fixtures built from these live in ``conftest.py``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from nas.search import SearchConfig
+import optuna
+import torch
+
+from nas.data import FILES, write_idx
+from nas.layers import plan
+from nas.search_space import sample_spec
+from nas.spec import ArchSpec, SpecError
+from nas.study import SearchConfig
 from nas.train import TrainConfig
 
 TINY_TRAIN = TrainConfig(epochs=2, batch_size=100, lr=0.1, eval_batch_size=500)
@@ -16,3 +24,48 @@ def tiny_config(tmp_path: Path, data_dir: Path, **changes) -> SearchConfig:
                 train=TINY_TRAIN)
     base.update(changes)
     return SearchConfig(**base)
+
+
+def synthetic_digits(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Learnable 28x28 uint8 images: class k is a bright bar at a class-specific place and
+    angle, plus noise. A small CNN separates them in an epoch or two."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 10, (n,), generator=g)
+    x = torch.randint(0, 40, (n, 28, 28), generator=g, dtype=torch.int64)
+    for k in range(10):
+        idx = (y == k).nonzero().flatten()
+        r, c = 4 + 2 * (k % 5), 6 + 8 * (k // 5)
+        if k % 2:
+            x[idx, r:r + 12, c:c + 4] += 200
+        else:
+            x[idx, r:r + 4, c - 2:c + 10] += 200
+    return x.clamp(0, 255).to(torch.uint8), y.to(torch.uint8)
+
+
+def write_mnist(root: Path, n_train: int = 600, n_test: int = 200, gz: bool = True) -> Path:
+    """The four MNIST IDX files under ``root/MNIST/raw``, with synthetic digits."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    tx, ty = synthetic_digits(n_train, 0)
+    vx, vy = synthetic_digits(n_test, 1)
+    ext = ".gz" if gz else ""
+    for key, t in (("train_x", tx), ("train_y", ty), ("test_x", vx), ("test_y", vy)):
+        write_idx(raw / (FILES[key] + ext), t)
+    return root
+
+
+def sampled_specs(n: int, seed: int = 0, valid_only: bool = True) -> list[ArchSpec]:
+    """``n`` members of the search space drawn at random (only buildable ones by default)."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed))
+    out = []
+    while len(out) < n:
+        trial = study.ask()
+        spec = sample_spec(trial)
+        study.tell(trial, 0.0)
+        try:
+            plan(spec.validate())
+        except SpecError:
+            if valid_only:
+                continue
+        out.append(spec)
+    return out

@@ -4,8 +4,8 @@ import torch
 
 from nas.builder import build
 from nas.layers import plan
-from nas.zoo import bn_dropout_16k
-from tests.test_spec import sampled_specs
+from nas.zoo import bn_dropout_16k, pool_bn_19k
+from tests.helpers import sampled_specs
 
 
 def test_forward_backward_no_nan_over_many_sampled_specs():
@@ -25,16 +25,25 @@ def test_forward_backward_no_nan_over_many_sampled_specs():
 
 def test_module_names_are_the_plan_names():
     spec = bn_dropout_16k()
-    assert [name for name, _ in build(spec).named_children()] == [l.name for l in plan(spec)]
+    assert [name for name, _ in build(spec).named_children()] == \
+        [layer.name for layer in plan(spec).layers]
 
 
-def test_build_is_pure():
-    spec = bn_dropout_16k()
+def test_build_is_a_pure_function_of_the_spec():
+    """Same spec, same network, whatever was built before; the spec is not changed; two
+    networks share no parameter storage (nothing cached and handed out twice)."""
+    spec, other = bn_dropout_16k(), pool_bn_19k()
+    before = spec.to_json()
     torch.manual_seed(1)
-    a = build(spec).state_dict()
+    a = build(spec)
+    build(other)  # building something else in between changes nothing about the next build
     torch.manual_seed(1)
-    b = build(spec).state_dict()
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    b = build(spec)
+    assert spec.to_json() == before
+    assert str(a) == str(b)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not {p.data_ptr() for p in a.parameters()} & {p.data_ptr() for p in b.parameters()}
 
 
 def test_channels_last_forward_matches():

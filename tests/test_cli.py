@@ -11,7 +11,7 @@ import pytest
 
 from nas import export, replay, search
 from nas.cli import run
-from tests.conftest import write_mnist
+from tests.helpers import write_mnist
 
 MODULES = {"search": search.main, "export": export.main, "replay": replay.main}
 

@@ -8,7 +8,7 @@ from nas.builder import build
 from nas.codegen import model_source
 from nas.layers import param_count
 from nas.zoo import REFERENCE
-from tests.test_spec import sampled_specs
+from tests.helpers import sampled_specs
 
 
 def load_source(src: str) -> types.ModuleType:

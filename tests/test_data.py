@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nas.data import DataError, load_mnist, read_idx, write_idx
-from tests.conftest import write_mnist
+from tests.helpers import write_mnist
 
 
 @pytest.mark.parametrize("name", ["a.idx", "a.idx.gz"])

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from nas.builder import build
-from nas.layers import layer_table, param_count, plan, receptive_field
-from nas.spec import ArchSpec, Block, Conv3x3, Head, MaxPool
+from nas.layers import param_count, plan
+from nas.spec import ArchSpec, Block, Conv1x1, Conv3x3, Head, MaxPool
 from nas.zoo import bn_dropout_16k, pool_bn_19k
-from tests.test_spec import sampled_specs
+from tests.helpers import sampled_specs
 
 
 def n_params(model) -> int:
@@ -37,17 +37,17 @@ def test_param_count_matches_built_model_for_many_specs():
 def test_receptive_fields_and_jumps_match_the_published_table():
     # The table people publish for the 16k network: conv 3, conv 5, pool 6 (jump 2),
     # conv 10, conv 14, pool 16 (jump 4), conv 24, 1x1 24.
-    rows = [(layer.name, layer.rf, layer.jump) for layer in plan(bn_dropout_16k())
+    rows = [(layer.name, layer.rf, layer.jump) for layer in plan(bn_dropout_16k()).layers
             if layer.kind in ("conv", "maxpool")]
     assert rows == [("conv1", 3, 1), ("conv2", 5, 1), ("maxpool1", 6, 2), ("conv3", 10, 2),
                     ("conv4", 14, 2), ("maxpool2", 16, 4), ("conv5", 24, 4), ("conv6", 24, 4)]
-    assert receptive_field(bn_dropout_16k()) == 24
+    assert plan(bn_dropout_16k()).receptive_field == 24
     # Unpadded convolutions change shapes, not receptive-field arithmetic.
-    assert receptive_field(pool_bn_19k()) == 32
+    assert plan(pool_bn_19k()).receptive_field == 32
 
 
 def test_output_shapes_follow_padding_and_pools():
-    shapes = {layer.name: layer.out_shape for layer in plan(pool_bn_19k())}
+    shapes = {layer.name: layer.out_shape for layer in plan(pool_bn_19k()).layers}
     assert shapes["conv4"] == (16, 12, 12)  # 14x14, unpadded
     assert shapes["maxpool2"] == (16, 6, 6)
     assert shapes["conv6"] == (32, 2, 2)
@@ -68,8 +68,38 @@ def test_heads_by_hand(kind, head_params):
 
 
 def test_layer_table_is_markdown_with_totals():
-    table = layer_table(bn_dropout_16k())
+    table = plan(bn_dropout_16k()).table()
     lines = table.splitlines()
     assert lines[0] == "| layer | output shape | params | RF | jump |"
     assert "| conv1 | 16×28×28 | 160 | 3 | 1 |" in lines
     assert lines[-1].startswith("| **total** | | **16,146** | 24 |")
+    # The head sees the whole 7x7x8 map: its rows say so instead of a receptive field (36)
+    # larger than the image and the total.
+    assert "| flatten1 | 392 | 0 | all |  |" in lines
+    assert "| linear1 | 10 | 3,930 | all |  |" in lines
+
+
+@pytest.mark.parametrize("order, expected", [
+    ("conv-bn-relu", ["conv", "bn", "relu"] * 3),
+    ("conv-relu-bn", ["conv", "relu", "bn"] * 3),
+])
+def test_order_applies_to_3x3_units_and_1x1_transitions_alike(order, expected):
+    spec = ArchSpec(stem=Conv3x3(8), order=order,
+                    blocks=(Block((Conv3x3(8),), (Conv1x1(4, bn=True, relu=True),)),))
+    kinds = [layer.kind for layer in plan(spec).layers if layer.kind not in ("gap", "flatten",
+                                                                             "linear")]
+    assert kinds == expected
+
+
+def test_plan_is_computed_once_per_spec(monkeypatch):
+    import nas.layers
+
+    made = []
+    real = nas.layers._Planner
+    monkeypatch.setattr(nas.layers, "_Planner", lambda spec: made.append(spec) or real(spec))
+    plan.cache_clear()
+    spec = pool_bn_19k()
+    first = plan(spec)
+    assert plan(pool_bn_19k()) is first and param_count(spec) == first.params
+    build(spec)
+    assert made == [spec]

@@ -8,7 +8,8 @@ from optuna.trial import TrialState
 import nas.objectives as objectives
 from nas.data import load_mnist
 from nas.layers import param_count
-from nas.objectives import Objective, count_trained, spec_of
+from nas.objectives import Objective
+from nas.record import count_trained, spec_of, was_trained
 from nas.search_space import params_of
 from nas.zoo import bn_dropout_16k, pool_bn_19k
 from tests.helpers import TINY_TRAIN
@@ -30,7 +31,7 @@ def test_over_budget_is_rejected_recorded_and_never_built(objective, monkeypatch
     study.enqueue_trial(params_of(pool_bn_19k()))  # 19,378 > 18,000
     study.optimize(objective, n_trials=1)
     (t,) = study.get_trials()
-    assert t.state == TrialState.PRUNED and not objective.last_trained
+    assert t.state == TrialState.PRUNED and not was_trained(t)
     assert t.user_attrs["params"] == 19_378 and t.user_attrs["outcome"] == "rejected"
     assert "19,378 parameters > budget 18,000" in t.user_attrs["reason"]
     assert t.constraints == {"params_over_budget": 1378.0}  # the sampler sees it infeasible
@@ -42,7 +43,7 @@ def test_feasible_candidate_trains_and_records_everything(objective):
     study.enqueue_trial(params_of(bn_dropout_16k()))
     study.optimize(objective, n_trials=1)
     (t,) = study.get_trials()
-    assert t.state == TrialState.COMPLETE and objective.last_trained
+    assert t.state == TrialState.COMPLETE and was_trained(t)
     assert spec_of(t) == bn_dropout_16k()
     assert t.user_attrs["params"] == param_count(bn_dropout_16k()) == 16_146
     assert t.user_attrs["receptive_field"] == 24
@@ -100,3 +101,18 @@ def test_the_last_epoch_is_never_pruned(tiny_mnist_dir):
     study.enqueue_trial(params_of(bn_dropout_16k()))
     study.optimize(objective, n_trials=1)
     assert study.get_trials()[0].state == TrialState.COMPLETE
+
+
+def test_one_plan_per_trained_candidate(objective, monkeypatch):
+    """Validation, budget, receptive field, note and the built network share one plan."""
+    import nas.layers
+
+    made = []
+    real = nas.layers._Planner
+    monkeypatch.setattr(nas.layers, "_Planner", lambda spec: made.append(spec) or real(spec))
+    nas.layers.plan.cache_clear()
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial(params_of(bn_dropout_16k()))
+    study.optimize(objective, n_trials=1)
+    assert study.get_trials()[0].state == TrialState.COMPLETE
+    assert made == [bn_dropout_16k()]

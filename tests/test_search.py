@@ -7,8 +7,10 @@ import pytest
 from optuna.trial import TrialState
 
 from nas.cli import UserError
-from nas.objectives import count_trained, was_trained
-from nas.search import SearchConfig, parse_args, search, summary
+from nas.record import count_trained, was_trained
+from nas.runner import search
+from nas.search import parse_args
+from nas.study import SearchConfig, summary
 from tests.helpers import tiny_config
 
 

@@ -7,7 +7,7 @@ from optuna.trial import FixedTrial
 from nas.layers import param_count
 from nas.search_space import params_of, sample_spec, smallest_spec
 from nas.zoo import REFERENCE
-from tests.test_spec import sampled_specs
+from tests.helpers import sampled_specs
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE))

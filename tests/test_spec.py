@@ -1,29 +1,16 @@
 from __future__ import annotations
 
+import ast
 import json
+from pathlib import Path
 
-import optuna
 import pytest
 
-from nas.search_space import sample_spec
+import nas.spec
+from nas.layers import plan
 from nas.spec import ArchSpec, Block, Conv1x1, Conv3x3, MaxPool, SpecError
 from nas.zoo import REFERENCE
-
-
-def sampled_specs(n: int, seed: int = 0, valid_only: bool = True) -> list[ArchSpec]:
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed))
-    out = []
-    while len(out) < n:
-        trial = study.ask()
-        spec = sample_spec(trial)
-        study.tell(trial, 0.0)
-        try:
-            spec.validate()
-        except SpecError:
-            if valid_only:
-                continue
-        out.append(spec)
-    return out
+from tests.helpers import sampled_specs
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE))
@@ -74,15 +61,35 @@ def bad(**changes) -> dict:
     (bad(width=3), "malformed"),
     (bad(version=99), "version"),
     (bad(num_classes=0), "positive integer"),
-    # 28 -> 14 -> 7 -> 3 -> 1 -> a fifth pool leaves nothing
-    (bad(blocks=[{"convs": [{"out_channels": 8}], "transition": [{"op": "maxpool"}]}] * 5),
-     "leaves nothing"),
-    # unpadded 3x3 convs on a 1x1 map
-    (bad(input_size=2), "leaves nothing"),
+    # Strict types: each of these would otherwise build something other than its key says.
+    (bad(stem={"out_channels": 8, "padding": 1.0}), "padding must be 0 or 1, got 1.0"),
+    (bad(stem={"out_channels": 8, "padding": True}), "padding must be 0 or 1, got True"),
+    (bad(stem={"out_channels": 8, "bias": "false"}), "stem bias must be true or false"),
+    (bad(stem={"out_channels": True}), "positive integer, got True"),
+    (bad(stem={"out_channels": 8.0}), "positive integer, got 8.0"),
+    (bad(blocks=[{"convs": [{"out_channels": 8, "bn": 0}]}]), "block 1 conv 1 bn must be"),
+    (bad(blocks=[{"convs": [{"out_channels": 8}],
+                  "transition": [{"op": "conv1x1", "out_channels": 4, "relu": "yes"}]}]),
+     "1x1 relu must be true or false"),
+    (bad(head={"kind": "gap_linear", "bias": 1}), "head bias must be true or false"),
+    (bad(blocks=[{"convs": [{"out_channels": 8}], "transition": [{"op": "dropout", "p": "0.1"}]}]),
+     "probability"),
 ])
-def test_impossible_or_malformed_specs_are_rejected(d, message):
+def test_malformed_specs_are_rejected(d, message):
     with pytest.raises(SpecError, match=message):
         ArchSpec.from_dict(d)
+
+
+@pytest.mark.parametrize("d", [
+    # 28 -> 14 -> 7 -> 3 -> 1 -> a fifth pool leaves nothing
+    bad(blocks=[{"convs": [{"out_channels": 8}], "transition": [{"op": "maxpool"}]}] * 5),
+    # unpadded 3x3 convs on a 1x1 map
+    bad(input_size=2),
+])
+def test_impossible_shapes_are_the_planners_to_refuse(d):
+    spec = ArchSpec.from_dict(d)  # well-formed data ...
+    with pytest.raises(SpecError, match="leaves nothing"):
+        plan(spec)  # ... that describes no network
 
 
 @pytest.mark.parametrize("text", ["", "{", "[1, 2]", '"spec"', '{"blocks": []}'])
@@ -91,17 +98,36 @@ def test_malformed_json_is_a_spec_error(text):
         ArchSpec.from_json(text)
 
 
-def test_validate_walks_shapes_for_directly_built_specs():
+def test_planner_walks_shapes_of_directly_built_specs():
     c = Conv3x3(8, padding=0)
     spec = ArchSpec(stem=c, blocks=(Block((c,) * 13),))  # 28 - 2*14 = 0
-    with pytest.raises(SpecError, match="leaves nothing"):
-        spec.validate()
+    assert spec.validate() is spec  # every field is fine
+    with pytest.raises(SpecError, match="block 1 conv 13: a 3x3 conv .* on a 2x2 map"):
+        plan(spec)
     ok = ArchSpec(stem=c, blocks=(Block((c,), (MaxPool(), Conv1x1(4))),))
-    assert ok.validate() is ok
+    assert plan(ok.validate()).layers[-1].out_shape == (10,)
 
 
-def test_to_dict_is_plain_json():
+def test_validate_checks_directly_built_specs_too():
+    with pytest.raises(SpecError, match="padding must be 0 or 1"):
+        ArchSpec(stem=Conv3x3(8, padding=1.0), blocks=(Block((Conv3x3(8),)),)).validate()
+    with pytest.raises(SpecError, match="has no convolutions"):
+        ArchSpec(stem=Conv3x3(8), blocks=(Block(()),)).validate()
+
+
+def test_to_dict_holds_only_json_types():
     d = REFERENCE["bn_dropout_16k"]().to_dict()
-    assert json.loads(json.dumps(d)) == d
+    # What to_json writes is exactly to_dict; its containers are lists, not tuples.
+    assert json.loads(REFERENCE["bn_dropout_16k"]().to_json()) == d
+    assert type(d["blocks"]) is list and type(d["blocks"][0]["convs"]) is list
+    assert type(d["blocks"][0]["transition"]) is list
     assert d["blocks"][2]["transition"][0] == {"op": "conv1x1", "out_channels": 8, "bn": False,
                                               "relu": True, "bias": True}
+
+
+def test_spec_module_imports_nothing_of_nas():
+    """The spec is plain data: nothing it imports can import it back."""
+    tree = ast.parse(Path(nas.spec.__file__).read_text())
+    imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not [m for m in imported if m and m.split(".")[0] == "nas"]

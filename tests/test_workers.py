@@ -7,8 +7,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nas.objectives import OUTCOME, count_trained, spec_of, was_trained
-from nas.search import search
+from nas.record import OUTCOME, count_trained, spec_of, was_trained
+from nas.runner import search
 from nas.storage import open_storage
 from tests.helpers import tiny_config
 

@@ -1,0 +1,123 @@
+"""A search's study: its settings, its sampler and pruner, creating or resuming it, and the
+summary a search ends with.
+
+A study is identified by the settings that make its trials comparable (budget, split, training
+schedule); resuming it with other values is refused.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import optuna
+
+from nas import record
+from nas.cli import UserError
+from nas.data import DEFAULT_DATA_DIR, load_mnist
+from nas.storage import JOURNAL_PREFIX, open_storage, study_names
+from nas.train import TrainConfig
+
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("hyperband", "sha", "median", "none")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """The resolved settings of a search; saved on the study, checked on resume."""
+
+    storage: str = "sqlite:///nas.db"
+    study_name: str = ""
+    trials: int = 100
+    workers: int = 1
+    max_params: int = 20_000
+    sampler: str = "tpe"
+    pruner: str = "hyperband"
+    device: str = "auto"
+    data_dir: str = str(DEFAULT_DATA_DIR)
+    n_val: int = 10_000
+    split_seed: int = 0
+    seed: int = 0
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def identity(self) -> dict[str, Any]:
+        """What must match for trials to be comparable: resuming with other values is refused."""
+        return {"max_params": self.max_params, "n_val": self.n_val, "split_seed": self.split_seed,
+                "train": self.train.to_dict()}
+
+
+def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    with warnings.catch_warnings():  # multivariate/group are flagged experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # constant_liar: parallel workers don't all sample the same point.
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                          constant_liar=True, n_startup_trials=10)
+
+
+def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs,
+                                              reduction_factor=3)
+    if name == "sha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+    return optuna.pruners.NopPruner()
+
+
+def default_study_name(max_params: int, epochs: int) -> str:
+    return f"mnist-{max_params}p-{epochs}e"
+
+
+def dashboard_command(storage: str) -> str:
+    if storage.startswith(JOURNAL_PREFIX):
+        return f"optuna-dashboard {storage[len(JOURNAL_PREFIX):]}"
+    return f"optuna-dashboard {storage}"
+
+
+# -- the study ---------------------------------------------------------------------------------
+def prepare_study(cfg: SearchConfig) -> optuna.Study:
+    """Create the study, or check that an existing one was made with the same settings."""
+    storage = open_storage(cfg.storage)
+    exists = cfg.study_name in study_names(storage)
+    study = optuna.create_study(storage=storage, study_name=cfg.study_name,
+                                direction="maximize", load_if_exists=True)
+    if exists:
+        old = record.identity_of(study)
+        if old is not None and old != cfg.identity():
+            diff = [k for k in old if old.get(k) != cfg.identity().get(k)]
+            raise UserError(f"study {cfg.study_name!r} in {cfg.storage} was made with other "
+                            f"settings ({', '.join(diff)} differ): pass another --study-name")
+    else:
+        mnist = load_mnist(cfg.data_dir)
+        record.write_study(study, cfg.identity(), {
+            "name": "MNIST", "source": mnist.source, "train": len(mnist.train) - cfg.n_val,
+            "validation": cfg.n_val, "split_seed": cfg.split_seed,
+            "test": "not used during search"}, cfg.max_params, cfg.train.epochs)
+    record.write_last_command(study, sys.argv, asdict(cfg))
+    return study
+
+
+def summary(study: optuna.Study, cfg: SearchConfig, top: int = 5) -> str:
+    """The best trials and the exact commands to browse, export and replay."""
+    trials = study.get_trials(deepcopy=False)
+    done = record.completed(study)
+    n_trained = sum(record.was_trained(t) for t in trials)
+    count = {o: record.count_outcome(trials, o) for o in record.OUTCOMES}
+    lines = [f"study {study.study_name!r} in {cfg.storage}: {n_trained} trained "
+             f"({len(done)} complete, {count[record.PRUNED]} pruned, {count[record.FAILED]} "
+             f"failed), {count[record.REJECTED]} rejected before training"]
+    if done:
+        lines.append(f"{'trial':>6} {'val acc':>8} {'params':>7} {'RF':>4}  architecture")
+        for t in done[:top]:
+            lines.append(f"{t.number:>6} {t.value:>8.2%} {record.params_of_trial(t):>7,} "
+                         f"{record.rf_of(t):>4}  {record.spec_of(t).key()}")
+    s, n = cfg.storage, study.study_name
+    lines += ["", f"browse:  {dashboard_command(s)}",
+              f"export:  python -m nas.export --storage {s} --study-name {n} --out export",
+              f"replay:  python -m nas.replay --storage {s} --study-name {n} --seeds 3"]
+    return "\n".join(lines)

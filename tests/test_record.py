@@ -1,0 +1,107 @@
+"""The study's record: one module owns it, and studies written by earlier releases still read."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+from pathlib import Path
+
+import optuna
+import pytest
+
+import nas
+from nas import export, record, replay
+from nas.cli import run
+
+NAS = Path(nas.__file__).parent
+ENTRY_POINTS = {"search", "export", "replay", "bench"}  # the python -m nas.X commands
+OLD_STUDY = Path(__file__).parent / "data" / "study-v0.1.0.db"
+
+
+def nas_imports(path: Path) -> set[str]:
+    """The nas modules ``path`` imports (at any depth: function-level imports count)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("nas"):
+            out |= ({node.module.split(".")[1]} if "." in node.module else
+                    {a.name for a in node.names})
+        elif isinstance(node, ast.Import):
+            out |= {a.name.split(".")[1] for a in node.names if a.name.startswith("nas.")}
+    return out - {"__version__"}
+
+
+def test_no_import_cycle_and_no_entry_point_imports_another():
+    graph = {p.stem: nas_imports(p) for p in NAS.glob("*.py") if p.stem != "__main__"}
+    for mod in ENTRY_POINTS:
+        assert not graph[mod] & (ENTRY_POINTS - {mod}), mod
+
+    def visit(mod: str, path: tuple[str, ...]) -> None:
+        assert mod not in path, " -> ".join(path + (mod,))
+        for dep in graph.get(mod, ()):
+            visit(dep, path + (mod,))
+
+    for mod in graph:
+        visit(mod, ())
+
+
+def test_only_the_record_module_reads_or_writes_attributes():
+    """Every user attribute goes through nas.record, so its keys have one home."""
+    offenders = []
+    for path in NAS.glob("*.py"):
+        if path.stem == "record":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in ("user_attrs", "set_user_attr"):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []
+
+
+def test_select_trial_by_number_and_best():
+    study = optuna.create_study(direction="maximize")
+    for value in (0.5, 0.9, 0.7):
+        t = study.ask()
+        t.set_user_attr(record.SPEC, "{}")
+        study.tell(t, value)
+    t = study.ask()
+    record.write_outcome(t, record.REJECTED, "25,000 parameters > budget 20,000")
+    study.tell(t, state=optuna.trial.TrialState.PRUNED)
+    assert record.select_trial(study, None).number == 1
+    assert record.select_trial(study, 2).value == 0.7
+    with pytest.raises(record.RecordError, match="trial 3 did not complete .pruned: 25,000"):
+        record.select_trial(study, 3)
+    with pytest.raises(record.RecordError, match="has no trial 7 .trials 0-3"):
+        record.select_trial(study, 7)
+    assert [t.number for t in record.completed(study)] == [1, 2, 0]
+
+
+@pytest.fixture()
+def old_study(tmp_path) -> str:
+    """A copy of a study written by nas 0.1.0 (search, then a replay of its best trial)."""
+    shutil.copyfile(OLD_STUDY, tmp_path / "old.db")
+    return f"sqlite:///{tmp_path / 'old.db'}"
+
+
+def test_a_study_from_the_previous_release_exports_and_replays(old_study, tmp_path,
+                                                               tiny_mnist_dir, capsys):
+    study = optuna.load_study(study_name="mnist-12000p-1e", storage=old_study)
+    best = record.select_trial(study, None)
+    assert record.replay_of(study, best.number)["seeds"] == [0]  # the old replay is read
+
+    with pytest.raises(SystemExit) as e:
+        run(export.main, "nas.export", ["--storage", old_study, "--out", str(tmp_path / "e")])
+    assert e.value.code == 0, capsys.readouterr().err
+    # The old replay's weights lived on another machine: the architecture files still come.
+    assert (tmp_path / "e" / "arch.json").read_text().strip() == \
+        record.spec_of(best).to_json(indent=2)
+    assert "replay, final-epoch test accuracy over 1 seed(s)" in \
+        (tmp_path / "e" / "summary.md").read_text()
+
+    with pytest.raises(SystemExit) as e:
+        run(replay.main, "nas.replay", ["--storage", old_study, "--epochs", "1", "--seeds", "2",
+                                        "--data-dir", str(tiny_mnist_dir), "--out",
+                                        str(tmp_path / "r"), "--no-progress"])
+    assert e.value.code == 0, capsys.readouterr().err
+    assert f"trial {best.number} ({record.params_of_trial(best):,} parameters, 1 epochs, 2 seeds" \
+        in capsys.readouterr().out
+    again = optuna.load_study(study_name="mnist-12000p-1e", storage=old_study)
+    assert record.replay_of(again, best.number)["seeds"] == [0, 1]
