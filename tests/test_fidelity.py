@@ -1,0 +1,157 @@
+"""The fidelity study: rank statistics on hand-made numbers, and a tiny real study that writes
+its run file, resumes without training again, and refuses a resume with other settings."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from nas import fidelity
+from nas.cli import UserError
+
+TINY = ["--candidates", "3", "--epochs", "2", "--short-epochs", "1", "--subset", "100",
+        "--subset-epochs", "1", "--seeds-spread", "1", "--extra-seeds", "1", "--val-size", "200",
+        "--device", "cpu", "--threads", "1"]
+
+
+def test_average_ranks_share_ties() -> None:
+    assert fidelity.average_ranks([10, 20, 20, 5]) == [2, 3.5, 3.5, 1]
+
+
+def test_spearman_known_values() -> None:
+    assert fidelity.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+    assert fidelity.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # ties: ranks [1, 2.5, 2.5, 4] against [1, 2, 3, 4] -> sqrt(0.9) (what scipy gives)
+    assert fidelity.spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(math.sqrt(0.9))
+    assert math.isnan(fidelity.spearman([1, 1, 1], [1, 2, 3]))
+    with pytest.raises(ValueError):
+        fidelity.spearman([1, 2], [1, 2, 3])
+
+
+def test_top_overlap() -> None:
+    truth = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3]
+    assert fidelity.top_overlap(truth, truth) == 5
+    assert fidelity.top_overlap(truth, truth[::-1]) == 3  # {0..4} & {2..6}
+    assert fidelity.top_overlap(truth, truth[::-1], k=2) == 0
+
+
+def _run(i: int, proxy: str, acc: float | None, seed: int = 0, curve: list[float] | None = None,
+         seconds: float = 10.0, images: int = 1000) -> dict:
+    curve = curve or [acc]
+    return {"candidate": i, "proxy": proxy, "seed": seed, "key": f"k{i}", "params": 100 + i,
+            "val_curve": curve, "final_acc": acc, "seconds": seconds, "images": images,
+            "epoch_seconds": [seconds / len(curve)] * len(curve)}
+
+
+def test_analyze_hand_made() -> None:
+    ident = {"epochs": 2, "short_epochs": [1], "subset": 10, "subset_epochs": 1}
+    full = [0.99, 0.98, 0.97, 0.96]
+    epoch1 = [0.90, 0.80, 0.85, 0.70]  # ranks the candidates 1, 3, 2, 4
+    runs = [_run(i, "full", f, curve=[e, f]) for i, (f, e) in enumerate(zip(full, epoch1))]
+    runs += [_run(i, "short-1e", 0.5, seconds=2.5, images=500) for i in range(3)]  # constant
+    runs += [_run(0, "full", 0.97, seed=1), _run(0, "full", 0.98, seed=2)]
+    runs += [_run(4, "full", None), _run(3, "short-1e", None)]  # diverged: left out, listed
+    a = fidelity.analyze(runs, ident)
+    assert [c["candidate"] for c in a["candidates"]] == [0, 1, 2, 3]
+    e1 = a["proxies"]["epoch-1"]
+    assert e1["spearman"] == pytest.approx(0.8) and e1["n"] == 4
+    assert e1["top5_kept"] == 4 and e1["top_k"] == 4
+    assert e1["time_fraction"] == pytest.approx(0.5) and e1["images_fraction"] == 0.5
+    s1 = a["proxies"]["short-1e"]
+    assert s1["n"] == 3 and s1["spearman"] is None  # a constant proxy ranks nothing
+    assert s1["time_fraction"] == pytest.approx(0.25) and s1["images_fraction"] == 0.5
+    assert a["proxies"]["subset-10-1e"]["n"] == 0
+    (sp,) = a["seed_spread"]["candidates"]
+    assert sp["candidate"] == 0 and sp["seeds"] == 3
+    assert sp["mean"] == pytest.approx(0.98) and sp["std"] == pytest.approx(0.01)
+    assert a["seed_spread"]["pooled_std"] == pytest.approx(0.01)
+    assert a["diverged"] == [[4, "full", 0], [3, "short-1e", 0]]
+
+
+def test_cut_last_line_is_ignored_and_repaired(tmp_path: Path) -> None:
+    path = tmp_path / "runs.jsonl"
+    cut = '{"kind": "header", "identity": {}}\n{"kind": "run", "cand'
+    path.write_text(cut)
+    for repair in (False, True):
+        header, runs = fidelity.read_runs(path, repair=repair)
+        assert header == {"kind": "header", "identity": {}} and runs == []
+        # a reader leaves the file alone (the study may be writing); a writer cuts the stub
+        assert path.read_text() == (cut.split("\n")[0] + "\n" if repair else cut)
+
+
+def test_study_runs_resumes_and_refuses_other_settings(tiny_mnist_dir: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    argv = TINY + ["--data-dir", str(tiny_mnist_dir), "--out", str(tmp_path)]
+    assert fidelity.main(argv) == 0
+    path = tmp_path / "fidelity-20000p-2e-runs.jsonl"
+    header, runs = fidelity.read_runs(path)
+    assert header is not None and header["identity"]["epochs"] == 2
+    got = sorted((r["candidate"], r["proxy"], r["seed"]) for r in runs)
+    want = sorted([(i, p, 0) for i in range(3) for p in ("full", "short-1e", "subset-100-1e")]
+                  + [(0, "full", 1)])
+    assert got == want
+    for r in runs:
+        assert len(r["val_curve"]) == r["epochs"] and r["final_acc"] == r["val_curve"][-1]
+        assert r["params"] <= 20_000 and r["cpu_model"] and "avx512_bf16" in r["cpu_flags"]
+    assert len({r["key"] for r in runs}) == 3
+    assert "[10/10] candidate 0 full seed 1" in capsys.readouterr().out
+    rep = json.loads((tmp_path / "fidelity-20000p-2e.json").read_text())
+    assert rep["partial"] is False and rep["runs_done"] == 10
+    assert set(rep["analysis"]["proxies"]) == {"epoch-1", "short-1e", "subset-100-1e"}
+    # images actually trained: the trainer drops the ragged batch (400 // 256 * 256 per epoch)
+    assert rep["analysis"]["proxies"]["subset-100-1e"]["images_fraction"] == pytest.approx(
+        100 / (256 * 2))
+    assert "PARTIAL" not in (tmp_path / "fidelity-20000p-2e.md").read_text()
+
+    calls = []
+    real_train = fidelity.train
+    monkeypatch.setattr(fidelity, "train", lambda *a, **k: calls.append(a) or real_train(*a, **k))
+    before = path.read_text()
+    assert fidelity.main(argv) == 0
+    assert calls == [] and path.read_text() == before  # resumed: nothing trained again
+
+    # One more candidate extends the same fixed draw: only its three runs are new.
+    assert fidelity.main([*argv, "--candidates", "4"]) == 0
+    assert len(calls) == 3 and {c[0].key() for c in calls} - {r["key"] for r in runs}
+    assert fidelity.main([*argv, "--analyze-only"]) == 0
+
+    with pytest.raises(UserError, match="other settings.*subset"):
+        fidelity.main([*argv, "--subset", "50"])
+    with open(path, "a") as held:  # a study already running
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(UserError, match="another nas.fidelity is running"):
+            fidelity.main([*argv, "--candidates", "5"])
+    assert len(calls) == 3
+
+
+def test_sigterm_keeps_the_file_whole_and_resume_finishes(tiny_mnist_dir: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    argv = [*TINY, "--candidates", "1", "--seeds-spread", "0", "--data-dir",
+            str(tiny_mnist_dir), "--out", str(tmp_path)]
+    real_train = fidelity.train
+    calls = []
+
+    def killed_on_second(*a, **k):
+        calls.append(a)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives inside the second run
+        return real_train(*a, **k)
+
+    monkeypatch.setattr(fidelity, "train", killed_on_second)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt) as info:
+        fidelity.main(argv)
+    assert info.value.signum == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is the study's alone
+    path = tmp_path / "fidelity-20000p-2e-runs.jsonl"
+    assert [r["proxy"] for r in fidelity.read_runs(path)[1]] == ["full"]
+    assert fidelity.main(argv) == 0
+    assert len(calls) == 4  # the lost run and the one after it, nothing else again
+    assert len(fidelity.read_runs(path)[1]) == 3
