@@ -16,12 +16,14 @@ skips the runs already there, so the study resumes across sessions. The report (
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import math
 import os
 import platform
 import shlex
 import signal
+import subprocess
 import sys
 import time
 from statistics import fmean, stdev
@@ -139,9 +141,23 @@ def host_info(device: torch.device) -> dict[str, Any]:
                   if ln.startswith("model name")), platform.processor())
     flags = set(next((ln.split(":", 1)[1].split() for ln in cpuinfo.splitlines()
                       if ln.startswith("flags")), []))
-    return {"device": device_name(device), "cpu_model": model,
+    return {"device": device_name(device), "cpu_model": model, **code_version(),
             "cpu_flags": {f: f in flags for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")},
             "bf16_autocast": use_bf16(device, TrainConfig())}
+
+
+def code_version() -> dict[str, str]:
+    """The git commit and a hash of the trainer's sources as imported. The working tree may be
+    edited between sessions: runs with different hashes were trained by different code."""
+    import nas.augment
+    import nas.builder
+    import nas.train
+
+    h = hashlib.sha256(b"".join(Path(m.__file__).read_bytes()  # type: ignore[arg-type]
+                                for m in (nas.train, nas.augment, nas.builder)))
+    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                         cwd=Path(__file__).parent, check=False)
+    return {"commit": git.stdout.strip() or "unknown", "trainer_sha256": h.hexdigest()[:12]}
 
 
 # -- analysis ----------------------------------------------------------------------------------
@@ -230,7 +246,9 @@ def analyze(runs: list[dict[str, Any]], ident: dict[str, Any]) -> dict[str, Any]
     return {"candidates": cands, "proxies": proxies,
             "seed_spread": {"candidates": spread, "pooled_std": pooled},
             "diverged": [[r["candidate"], r["proxy"], r["seed"]] for r in runs
-                         if r["final_acc"] is None]}
+                         if r["final_acc"] is None],
+            "trainer_versions": sorted({f"{r['commit']}/{r['trainer_sha256']}" for r in runs
+                                        if "trainer_sha256" in r})}
 
 
 def _pct(x: float | None) -> str:
@@ -248,7 +266,9 @@ def markdown(rep: dict[str, Any]) -> str:
             f"- device: {h['device']}, CPU {h['cpu_model']}, avx512_bf16 "
             f"{'yes' if h['cpu_flags']['avx512_bf16'] else 'no'}, bf16 autocast "
             f"{'on' if h['bf16_autocast'] else 'off'}",
-            f"- versions: {', '.join(f'{k} {v}' for k, v in rep['versions'].items())}",
+            f"- versions: {', '.join(f'{k} {v}' for k, v in rep['versions'].items())}; "
+            f"trainer (commit/sha256 of train, augment, builder): "
+            f"{', '.join(a['trainer_versions'])}",
             f"- candidates with a full run: {len(a['candidates'])} of {rep['candidates']}", "",
             "| proxy | n | Spearman | top-5 kept | time / full | images / full |",
             "|---|---:|---:|---:|---:|---:|"]
@@ -270,6 +290,8 @@ def markdown(rep: dict[str, Any]) -> str:
             "| # | seeds | mean | std | accuracies |", "|---:|---:|---:|---:|---|"]
     out += [f"| {x['candidate']} | {x['seeds']} | {_pct(x['mean'])} | {_pct(x['std'])} | "
             f"{', '.join(_pct(v) for v in x['accs'])} |" for x in s["candidates"]]
+    if len(a["trainer_versions"]) > 1:
+        out += ["", f"**Mixed trainer code** (commit/hash): {a['trainer_versions']}"]
     if a["diverged"]:
         out += ["", f"Diverged (left out): {a['diverged']}"]
     return "\n".join(out) + "\n"

@@ -100,10 +100,12 @@ def test_study_runs_resumes_and_refuses_other_settings(tiny_mnist_dir: Path, tmp
     for r in runs:
         assert len(r["val_curve"]) == r["epochs"] and r["final_acc"] == r["val_curve"][-1]
         assert r["params"] <= 20_000 and r["cpu_model"] and "avx512_bf16" in r["cpu_flags"]
+        assert len(r["trainer_sha256"]) == 12 and r["commit"]
     assert len({r["key"] for r in runs}) == 3
     assert "[10/10] candidate 0 full seed 1" in capsys.readouterr().out
     rep = json.loads((tmp_path / "fidelity-20000p-2e.json").read_text())
     assert rep["partial"] is False and rep["runs_done"] == 10
+    assert len(rep["analysis"]["trainer_versions"]) == 1
     assert set(rep["analysis"]["proxies"]) == {"epoch-1", "short-1e", "subset-100-1e"}
     # images actually trained: the trainer drops the ragged batch (400 // 256 * 256 per epoch)
     assert rep["analysis"]["proxies"]["subset-100-1e"]["images_fraction"] == pytest.approx(
