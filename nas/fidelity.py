@@ -430,7 +430,9 @@ def run_job(job: Job, spec: ArchSpec, tr: Split, val: Split, device: torch.devic
     cfg = replace(TrainConfig(), epochs=job.epochs, seed=job.seed)
     t0 = time.perf_counter()
     try:
-        res = train(spec, tr, val, cfg, device)
+        res = train(spec, tr, val, cfg, device, callback=lambda e: print(
+            f"  candidate {job.candidate} {job.proxy} seed {job.seed} epoch {e.epoch}/"
+            f"{job.epochs}: {_pct(e.accuracy)} ({e.seconds:.1f} s)", flush=True))
         curve, ep_s, err = res.accuracies, res.epoch_seconds, None
     except TrainingDiverged as e:
         curve, ep_s, err = [], [], str(e)

@@ -102,7 +102,8 @@ def test_study_runs_resumes_and_refuses_other_settings(tiny_mnist_dir: Path, tmp
         assert r["params"] <= 20_000 and r["cpu_model"] and "avx512_bf16" in r["cpu_flags"]
         assert len(r["trainer_sha256"]) == 12 and r["commit"]
     assert len({r["key"] for r in runs}) == 3
-    assert "[10/10] candidate 0 full seed 1" in capsys.readouterr().out
+    out = capsys.readouterr().out  # a line per epoch and per run, for watching a long study
+    assert "candidate 2 full seed 0 epoch 2/2: " in out and "[10/10] candidate 0 full seed 1" in out
     rep = json.loads((tmp_path / "fidelity-20000p-2e.json").read_text())
     assert rep["partial"] is False and rep["runs_done"] == 10
     assert len(rep["analysis"]["trainer_versions"]) == 1
