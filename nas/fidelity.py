@@ -348,6 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"{path} was made with other settings ({', '.join(diff)}): "
                         f"use another --out")
     device = resolve_device(a.device)
+    torch.set_num_threads(a.threads)  # before host_info: the device string names the threads
     host = host_info(device)
     jobs = plan_jobs(a.candidates, a)
     if a.analyze_only:
@@ -373,7 +374,6 @@ def study(a: Any, command: str, stem: str, header: dict[str, Any] | None,
     """Train every job not yet in the run file, appending a line and rewriting the report after
     each; SIGTERM ends it like Ctrl-C, losing only the run in progress."""
     path = a.out / f"{stem}-runs.jsonl"
-    torch.set_num_threads(a.threads)
     tr, val = load_mnist(a.data_dir).search_splits(a.val_size, 0)
     if a.subset >= len(tr):
         raise UserError(f"--subset must be below the {len(tr):,} training images")

@@ -11,13 +11,14 @@ import signal
 from pathlib import Path
 
 import pytest
+import torch
 
 from nas import fidelity
 from nas.cli import UserError
 
 TINY = ["--candidates", "3", "--epochs", "2", "--short-epochs", "1", "--subset", "100",
         "--subset-epochs", "1", "--seeds-spread", "1", "--extra-seeds", "1", "--val-size", "200",
-        "--device", "cpu", "--threads", "1"]
+        "--device", "cpu"]  # --threads left at its default: set_num_threads is process-wide
 
 
 def test_average_ranks_share_ties() -> None:
@@ -101,6 +102,7 @@ def test_study_runs_resumes_and_refuses_other_settings(tiny_mnist_dir: Path, tmp
         assert len(r["val_curve"]) == r["epochs"] and r["final_acc"] == r["val_curve"][-1]
         assert r["params"] <= 20_000 and r["cpu_model"] and "avx512_bf16" in r["cpu_flags"]
         assert len(r["trainer_sha256"]) == 12 and r["commit"]
+        assert r["device"].endswith(f"{torch.get_num_threads()} threads)")
     assert len({r["key"] for r in runs}) == 3
     out = capsys.readouterr().out  # a line per epoch and per run, for watching a long study
     assert "candidate 2 full seed 0 epoch 2/2: " in out and "[10/10] candidate 0 full seed 1" in out
