@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from nas.data import DataError
+from nas.processes import WorkerDied
 from nas.record import RecordError
 from nas.spec import SpecError
 from nas.storage import StorageError
@@ -57,20 +60,38 @@ def _int_at_least(low: int, what: str) -> Callable[[str], int]:
     return parse
 
 
+def make_dir(path: Path, flag: str = "--out") -> Path:
+    """Create the output directory ``path`` (and its parents); a path that cannot be one is a
+    UserError naming the flag."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{flag} {path}: {e.strerror or e}") from None
+    return path
+
+
 positive_int = _int_at_least(1, "positive")
 nonneg_int = _int_at_least(0, "non-negative")
 
 
 def run(main: Callable[[Sequence[str] | None], int], prog: str,
         argv: Sequence[str] | None = None) -> NoReturn:
-    """Run ``main(argv)`` and exit with its status; user errors become one line and exit 2,
-    Ctrl-C exits 130 (what was stored stays stored)."""
+    """Run ``main(argv)`` and exit with its status. User errors and storage faults become one
+    line and exit 2; a dead worker one line and exit 1; Ctrl-C exits 130 and SIGTERM 143,
+    after one line (what was stored stays stored)."""
     try:
         code = main(argv)
     except USER_ERRORS as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         code = 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        code = 130
+    except WorkerDied as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"{prog}: interrupted by {signal.Signals(signum).name}; what was stored stays "
+              f"stored, run the same command to go on", file=sys.stderr)
+        code = 128 + signum
     sys.exit(code)

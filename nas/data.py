@@ -9,10 +9,12 @@ torchvision's download, and when that fails too we say in one line what to put w
 from __future__ import annotations
 
 import gzip
+import hashlib
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -49,6 +51,15 @@ class MNIST:
     train: Split  # the 60,000 training images
     test: Split  # the 10,000 test images: reporting only, never selection
     source: str  # where the files were read from
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies this data: sizes and a content hash of the images and labels
+        (the decompressed contents, so a gzip and a raw copy agree)."""
+        h = hashlib.sha256()
+        for t in (self.train.x, self.train.y, self.test.x, self.test.y):
+            h.update(t.contiguous().numpy().tobytes())
+        return {"name": "MNIST", "train": len(self.train), "test": len(self.test),
+                "sha256": h.hexdigest()}
 
     def search_splits(self, n_val: int = 10_000, seed: int = 0) -> tuple[Split, Split]:
         """(train, validation) carved from the training images by a fixed permutation.

@@ -8,7 +8,6 @@ be selection on the test set) and ``model.onnx``.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import torch
 
 from nas import record
 from nas.builder import build
-from nas.cli import Parser, UserError, describe, nonneg_int, run
+from nas.cli import Parser, UserError, describe, make_dir, nonneg_int, run
 from nas.codegen import model_source
 from nas.layers import plan
 from nas.spec import ArchSpec
@@ -28,18 +27,30 @@ def export(study: optuna.Study, trial_number: int | None, out: Path) -> list[Pat
     """Write the files; returns their paths."""
     t = record.select_trial(study, trial_number)
     spec = record.spec_of(t)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     written = [out / "arch.json", out / "model.py", out / "summary.md"]
-    written[0].write_text(spec.to_json(indent=2) + "\n")
-    written[1].write_text(model_source(spec))
-    replay = record.replay_of(study, t.number)
-    written[2].write_text(_summary(study, t, spec, replay))
-    weights = Path(replay["weights"][0]) if replay and replay.get("weights") else None
-    if weights is not None and weights.is_file():
-        shutil.copyfile(weights, out / "weights.pt")
-        written.append(out / "weights.pt")
-        written.append(export_onnx(spec, weights, out / "model.onnx"))
+    try:
+        written[0].write_text(spec.to_json(indent=2) + "\n")
+        written[1].write_text(model_source(spec))
+        replay = record.replay_of(study, t.number)
+        written[2].write_text(_summary(study, t, spec, replay))
+        state = _replay_weights(replay, spec)
+        if state is not None:
+            torch.save(state, out / "weights.pt")
+            written.append(out / "weights.pt")
+            written.append(export_onnx(spec, out / "weights.pt", out / "model.onnx"))
+    except OSError as e:
+        raise UserError(f"--out {out}: {e.strerror or e}") from None
     return written
+
+
+def _replay_weights(replay: dict | None, spec: ArchSpec) -> dict | None:
+    """Seed 0's checkpoint of the trial's replay, when it is still where the replay wrote it
+    and is what nas wrote: a checkpoint of this very spec (the path comes from the study,
+    which may have been copied from elsewhere; anything else is not copied)."""
+    if not replay or not replay.get("weights"):
+        return None
+    return record.checkpoint_of(Path(replay["weights"][0]), spec)
 
 
 def export_onnx(spec: ArchSpec, weights: Path, path: Path) -> Path:
@@ -79,9 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--trial", type=nonneg_int, default=None, help="default: the best trial")
     p.add_argument("--out", type=Path, default=Path("export"))
     a = p.parse_args(argv)
-    if a.out.exists() and not a.out.is_dir():
-        raise UserError(f"--out {a.out} exists and is not a directory")
     study = load_study(open_storage(a.storage, create=False), a.study_name, a.storage)
+    record.check_made_by_nas(study, a.storage)
     for path in export(study, a.trial, a.out):
         print(path)
     return 0

@@ -15,14 +15,15 @@ from typing import NoReturn
 
 import optuna
 import torch
-from optuna.trial import Trial
+from optuna.trial import FrozenTrial, Trial, TrialState
 
 from nas import record
 from nas.data import Split
 from nas.layers import plan
 from nas.search_space import sample_spec
 from nas.spec import SpecError
-from nas.train import EpochReport, TrainConfig, TrainingDiverged, device_name, train
+from nas.train import (EpochReport, TrainConfig, TrainingDiverged, device_name, precision_for,
+                       train)
 
 
 @dataclass
@@ -37,6 +38,17 @@ class Objective:
     on_epoch: Callable[[Trial, EpochReport], None] | None = None  # progress display
 
     def __call__(self, trial: Trial) -> float:
+        record.write_process(trial)
+        try:
+            return self._run(trial)
+        except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM: redone by the next search
+            try:
+                record.write_outcome(trial, record.INTERRUPTED, f"interrupted by {e}")
+            except Exception:  # noqa: BLE001 - the storage may be what failed; the next
+                pass  # search marks a trial whose process is gone all the same
+            raise
+
+    def _run(self, trial: Trial) -> float:
         spec = sample_spec(trial)
         try:
             p = plan(spec.validate())  # the one plan of this candidate
@@ -48,8 +60,12 @@ class Objective:
         trial.set_constraint("params_over_budget", float(p.params - self.max_params))
         if p.params > self.max_params:
             _reject(trial, f"{p.params:,} parameters > budget {self.max_params:,}")
+        twin = record.earlier_same_arch(trial.study, trial, spec.key())
+        if twin is not None:
+            return _reuse(trial, twin)
 
         record.write_training_start(trial, device_name(self.device), self.cfg.to_dict(), p)
+        record.write_precision(trial, precision_for(self.device, self.cfg.precision))
         accs: list[float] = []
 
         def report(r: EpochReport) -> None:
@@ -76,6 +92,20 @@ class Objective:
         record.write_timings(trial, result.epoch_seconds, result.seconds)
         record.write_outcome(trial, record.COMPLETE)
         return result.final_accuracy
+
+
+def _reuse(trial: Trial, twin: FrozenTrial) -> float:
+    """The study already trained this architecture with these settings (trial ``twin``):
+    take its result instead of training it twice. A completed twin's value is the sampler's
+    answer here too; a pruned, failed or still-running one ends this trial pruned."""
+    if twin.state == TrialState.COMPLETE and twin.value is not None:
+        record.write_outcome(trial, record.DUPLICATE,
+                             f"same architecture as trial {twin.number}: its result reused")
+        return twin.value
+    what = "still training" if twin.state == TrialState.RUNNING else record.outcome_of(twin)
+    record.write_outcome(trial, record.DUPLICATE,
+                         f"same architecture as trial {twin.number} ({what}): not trained again")
+    raise optuna.TrialPruned(f"duplicate of trial {twin.number}")
 
 
 def _reject(trial: Trial, reason: str) -> NoReturn:

@@ -15,6 +15,7 @@ The format is stable: studies written by earlier releases read back unchanged
 from __future__ import annotations
 
 import platform
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,12 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from nas import __version__
 from nas.layers import Plan
+from nas.processes import is_alive, this_process
 from nas.spec import ArchSpec
 
 # -- trial user attributes ---------------------------------------------------------------------
 SPEC = "spec"  # the ArchSpec as JSON text
+ARCH_KEY = "arch_key"  # ArchSpec.key(): equal keys, same network
 PARAMS = "params"
 RF = "receptive_field"
 OUTCOME = "outcome"  # one of OUTCOMES
@@ -36,9 +39,14 @@ EPOCH_SECONDS = "epoch_seconds"
 TRAIN_SECONDS = "train_seconds"
 DEVICE = "device"
 TRAIN_CONFIG = "train_config"
+PRECISION = "precision"  # what the trial trained in: bf16, fp16 or fp32 (resolved, never auto)
+PROCESS = "process"  # nas.processes.this_process() of the process that ran the trial
 
+# How a trial ended. Only the trained outcomes count toward --trials: a rejected candidate was
+# never built, a duplicate reused an earlier trial's result, an interrupted one is redone.
 REJECTED, COMPLETE, PRUNED, FAILED = "rejected", "complete", "pruned", "failed"
-OUTCOMES = (REJECTED, COMPLETE, PRUNED, FAILED)
+DUPLICATE, INTERRUPTED = "duplicate", "interrupted"
+OUTCOMES = (REJECTED, COMPLETE, PRUNED, FAILED, DUPLICATE, INTERRUPTED)
 TRAINED_OUTCOMES = (COMPLETE, PRUNED, FAILED)
 
 # -- study user attributes ---------------------------------------------------------------------
@@ -80,6 +88,13 @@ def identity_of(study: optuna.Study) -> dict[str, Any] | None:
     return study.user_attrs.get(IDENTITY)
 
 
+def check_made_by_nas(study: optuna.Study, url: str) -> None:
+    """Raise RecordError for a study that ``nas.search`` did not make (e.g. plain Optuna's)."""
+    if identity_of(study) is None or study.direction != optuna.study.StudyDirection.MAXIMIZE:
+        raise RecordError(f"study {study.study_name!r} in {url} was not made by nas.search "
+                          f"(it has no nas identity): pass another --study-name")
+
+
 def write_last_command(study: optuna.Study, argv: list[str], settings: dict[str, Any]) -> None:
     study.set_user_attr(LAST_COMMAND, {"argv": argv, "settings": settings})
 
@@ -89,9 +104,15 @@ def max_params_of(study: optuna.Study, default: int) -> int:
 
 
 # -- writing a trial ---------------------------------------------------------------------------
+def write_process(trial: Trial) -> None:
+    """Which process runs the trial, so that a later command can tell if it died."""
+    trial.set_user_attr(PROCESS, this_process())
+
+
 def write_candidate(trial: Trial, spec: ArchSpec, plan: Plan) -> None:
     """The sampled architecture, before any decision about it."""
     trial.set_user_attr(SPEC, spec.to_json())
+    trial.set_user_attr(ARCH_KEY, spec.key())
     trial.set_user_attr(PARAMS, plan.params)
     trial.set_user_attr(RF, plan.receptive_field)
 
@@ -110,6 +131,12 @@ def write_training_start(trial: Trial, device: str, train_config: dict[str, Any]
     save_note(trial, trial_note(plan, trial.number))
 
 
+def write_precision(trial: Trial, precision: str) -> None:
+    """The precision the trial's training resolved to on its device (its train_config holds
+    what was asked for, e.g. auto)."""
+    trial.set_user_attr(PRECISION, precision)
+
+
 def write_curve(trial: Trial, val_acc: list[float]) -> None:
     trial.set_user_attr(VAL_ACC, val_acc)
 
@@ -126,6 +153,13 @@ def spec_of(trial: FrozenTrial) -> ArchSpec:
         raise RecordError(f"trial {trial.number} holds no nas architecture (no {SPEC!r} "
                           f"attribute)")
     return ArchSpec.from_json(trial.user_attrs[SPEC])
+
+
+def key_of(trial: FrozenTrial) -> str | None:
+    """The architecture's canonical key (studies before 0.2 stored only the spec)."""
+    if ARCH_KEY in trial.user_attrs:
+        return str(trial.user_attrs[ARCH_KEY])
+    return spec_of(trial).key() if SPEC in trial.user_attrs else None
 
 
 def outcome_of(trial: FrozenTrial) -> str | None:
@@ -152,6 +186,11 @@ def train_config_of(trial: FrozenTrial) -> dict[str, Any]:
     return dict(trial.user_attrs.get(TRAIN_CONFIG, {}))
 
 
+def precision_of(trial: FrozenTrial) -> str | None:
+    """bf16, fp16 or fp32; None for trials of studies before 0.2 (bf16 switches only)."""
+    return trial.user_attrs.get(PRECISION)
+
+
 def was_trained(trial: FrozenTrial) -> bool:
     """True for candidates that went to training (and ended), false for rejected or
     interrupted ones. This is what ``--trials`` counts."""
@@ -168,9 +207,11 @@ def count_outcome(trials: list[FrozenTrial], outcome: str) -> int:
 
 
 def completed(study: optuna.Study) -> list[FrozenTrial]:
-    """Trials that completed training, best first."""
+    """Trials that completed training, best first (duplicates, which repeat an earlier
+    trial's value, left out)."""
     done = [t for t in study.get_trials(deepcopy=False)
-            if t.state == TrialState.COMPLETE and t.value is not None]
+            if t.state == TrialState.COMPLETE and t.value is not None
+            and outcome_of(t) != DUPLICATE]
     return sorted(done, key=lambda t: -t.value)  # type: ignore[operator]
 
 
@@ -190,16 +231,73 @@ def select_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
         raise RecordError(f"study {study.study_name!r} has no trial {number} "
                           f"(trials 0-{len(trials) - 1})")
     t = match[0]
-    if t.state != TrialState.COMPLETE or SPEC not in t.user_attrs:
-        why = reason_of(t)
+    if t.state != TrialState.COMPLETE or SPEC not in t.user_attrs or \
+            outcome_of(t) == DUPLICATE:
+        stale = dict(stale_trials(study)).get(t.number)
+        why = stale or reason_of(t)
         raise RecordError(f"trial {number} did not complete ({t.state.name.lower()}"
                           f"{': ' + why if why else ''})")
     return t
 
 
+def earlier_same_arch(study: optuna.Study, trial: Trial, key: str) -> FrozenTrial | None:
+    """The first trial before ``trial`` that trained (or is training) the architecture ``key``,
+    if any. Lower numbers win, so of two workers that drew the same network at once exactly
+    one trains it."""
+    for t in study.get_trials(deepcopy=False):
+        if t.number >= trial.number:
+            break
+        if outcome_of(t) in (REJECTED, DUPLICATE, INTERRUPTED) or SPEC not in t.user_attrs:
+            continue
+        if t.state in (TrialState.FAIL, TrialState.WAITING) and outcome_of(t) != FAILED:
+            continue  # died before it finished: nothing to reuse
+        if key_of(t) == key:
+            return t
+    return None
+
+
+# -- processes that died -----------------------------------------------------------------------
+def stale_trials(study: optuna.Study,
+                 this_process_ended: bool = False) -> list[tuple[int, str]]:
+    """(number, reason) of RUNNING trials whose process has died, as far as this machine can
+    tell; with ``this_process_ended``, also those of this process (which is interrupted and
+    runs no trial any more). Reads only."""
+    out, me = [], this_process()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        proc = t.user_attrs.get(PROCESS)
+        if proc is None:
+            continue
+        if this_process_ended and proc == me:
+            out.append((t.number, "interrupted"))
+        elif is_alive(proc) is False:
+            out.append((t.number, f"its process (pid {proc.get('pid')} on "
+                                  f"{proc.get('hostname', '?')}) died"))
+    return out
+
+
+def fail_stale_trials(study: optuna.Study, this_process_ended: bool = False) -> list[int]:
+    """Mark RUNNING trials whose process died FAIL, outcome ``interrupted``, with the reason;
+    then let Optuna's heartbeat fail those of other machines that went silent (RDB storages).
+    Returns the numbers this machine marked."""
+    storage, marked = study._storage, []
+    ids = {t.number: t._trial_id for t in study.get_trials(deepcopy=False)}
+    for number, reason in stale_trials(study, this_process_ended):
+        try:
+            storage.set_trial_user_attr(ids[number], OUTCOME, INTERRUPTED)
+            storage.set_trial_user_attr(ids[number], REASON, reason)
+            storage.set_trial_state_values(ids[number], state=TrialState.FAIL)
+            marked.append(number)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # it finished, or another process marked it, meanwhile
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    return marked
+
+
 # -- replays -----------------------------------------------------------------------------------
 REPLAY_KEYS = ("seeds", "test_acc_final", "mean", "std", "challenge_holds", "weights",
-               "device", "date", "train_config")
+               "device", "date", "train_config", "precision")
 
 
 def write_replay(study: optuna.Study, trial: FrozenTrial, report: dict[str, Any],
@@ -223,6 +321,23 @@ def save_checkpoint(path: Path, spec: ArchSpec, state_dict: dict[str, Any],
     state = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     torch.save({"state_dict": state, "spec": spec.to_json(), "train_config": train_config,
                 "metrics": metrics, "versions": versions()}, path)
+
+
+def checkpoint_of(path: Path, spec: ArchSpec) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` if it is one :func:`save_checkpoint` wrote for ``spec``;
+    None for a missing file or anything else."""
+    import torch
+
+    if not path.is_file():
+        return None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - not a checkpoint at all
+        return None
+    if not isinstance(ckpt, dict) or ckpt.get("spec") != spec.to_json() or \
+            not isinstance(ckpt.get("state_dict"), dict):
+        return None
+    return ckpt
 
 
 def load_weights(path: Path) -> dict[str, Any]:

@@ -20,12 +20,13 @@ import optuna
 import torch
 
 from nas import record
-from nas.cli import Parser, UserError, describe, nonneg_int, positive_int, run
+from nas.cli import Parser, UserError, describe, make_dir, nonneg_int, positive_int, run
 from nas.data import DEFAULT_DATA_DIR, load_mnist
 from nas.layers import plan
 from nas.spec import ArchSpec
-from nas.storage import load_study, open_storage
-from nas.train import EpochReport, TrainConfig, device_name, resolve_device, train
+from nas.storage import StorageError, check_writable, faults, load_study, open_storage
+from nas.train import (PRECISIONS, EpochReport, TrainConfig, TrainingDiverged, device_name,
+                       resolve_device, train)
 from nas.zoo import CHALLENGE_ACCURACY, CHALLENGE_EPOCHS, REFERENCE
 
 
@@ -48,6 +49,7 @@ class ReplayReport:
     device: str = ""
     versions: dict[str, str] = field(default_factory=dict)
     date: str = ""
+    precision: str = ""  # what the seeds trained in (resolved: bf16, fp16 or fp32)
 
     @property
     def mean(self) -> float:
@@ -89,22 +91,29 @@ class ReplayReport:
 
 def replay(study: optuna.Study, trial_number: int | None, seeds: int, epochs: int | None,
            device: torch.device, data_dir: str | Path | None, out: Path | None,
-           deterministic: bool = False, progress: bool = True) -> ReplayReport:
+           deterministic: bool = False, progress: bool = True,
+           precision: str | None = None) -> ReplayReport:
     """Retrain a trial with its recorded spec and settings; saves weights and reports under
-    ``out``, and records the report on the study (and in the trial's dashboard note)."""
+    ``out``. :func:`record_replay` records the result on the study."""
     t = record.select_trial(study, trial_number)
     spec = record.spec_of(t)
     p = plan(spec)
     cfg = TrainConfig.from_dict(record.train_config_of(t))
-    cfg = replace(cfg, epochs=epochs or cfg.epochs, deterministic=deterministic)
+    cfg = replace(cfg, epochs=epochs or cfg.epochs, deterministic=deterministic,
+                  precision=precision or cfg.precision)
     out = out or Path("runs") / f"replay-{study.study_name}-trial{t.number}"
     report = ReplayReport(study.study_name, t.number, spec.to_dict(), p.params,
                           p.receptive_field, record.max_params_of(study, p.params),
                           cfg.to_dict(), list(range(seeds)))
     retrain(report, spec, cfg, device, data_dir, out, progress)
-    record.write_replay(study, t, report.to_dict(),
-                        record.trial_note(p, t.number, "\n" + report.markdown()))
     return report
+
+
+def record_replay(study: optuna.Study, report: ReplayReport) -> None:
+    """The report on the study (for export) and in the trial's dashboard note (for people)."""
+    t = record.select_trial(study, report.trial)
+    note = record.trial_note(plan(record.spec_of(t)), t.number, "\n" + report.markdown())
+    record.write_replay(study, t, report.to_dict(), note)
 
 
 def retrain(report: ReplayReport, spec: ArchSpec, cfg: TrainConfig, device: torch.device,
@@ -113,7 +122,7 @@ def retrain(report: ReplayReport, spec: ArchSpec, cfg: TrainConfig, device: torc
     epoch; fills ``report`` and writes weights, report.json and report.md under ``out``."""
     mnist = load_mnist(data_dir)
     train_split, test_split = mnist.train.to(device), mnist.test.to(device)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     report.train_images, report.test_images = len(train_split), len(test_split)
     report.device, report.versions = device_name(device), record.versions()
     report.date = time.strftime("%Y-%m-%d")
@@ -129,14 +138,21 @@ def retrain(report: ReplayReport, spec: ArchSpec, cfg: TrainConfig, device: torc
             bar.update(1)
             bar.set_postfix_str(f"test {r.accuracy:.2%}")
 
-        result = train(spec, train_split, test_split, replace(cfg, seed=seed), device,
-                       callback=on_epoch)
-        bar.close()
+        try:
+            result = train(spec, train_split, test_split, replace(cfg, seed=seed), device,
+                           callback=on_epoch)
+        except TrainingDiverged as e:
+            raise UserError(f"seed {seed} diverged ({e}); the seeds before it are in "
+                            f"{out}") from None
+        finally:
+            bar.close()
         path = out / f"seed{seed}.pt"
         assert result.model is not None
         record.save_checkpoint(path, spec, result.model.state_dict(),
                                replace(cfg, seed=seed).to_dict(),
-                               {"test_acc_final": result.final_accuracy, "test_acc_curve": curve})
+                               {"test_acc_final": result.final_accuracy, "test_acc_curve": curve,
+                                "precision": result.precision})
+        report.precision = result.precision
         report.test_acc_final.append(result.final_accuracy)
         report.test_acc_curves.append(curve)
         report.seconds.append(round(result.seconds, 2))
@@ -164,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
     p.add_argument("--out", type=Path, default=None,
                    help="default runs/replay-<study>-trial<N>")
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
+                   help="default: the trial's recorded setting (auto for --spec: by device)")
     p.add_argument("--deterministic", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
@@ -171,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.spec is not None:
         spec = load_spec(a.spec)
         load_mnist(a.data_dir)
-        cfg = TrainConfig(deterministic=a.deterministic)
+        cfg = TrainConfig(deterministic=a.deterministic, precision=a.precision or "auto")
         cfg = replace(cfg, epochs=a.epochs or cfg.epochs)
         name = Path(a.spec).stem if a.spec not in REFERENCE else a.spec
         p = plan(spec)
@@ -180,10 +198,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         retrain(r, spec, cfg, device, a.data_dir, a.out or Path("runs") / f"replay-{name}",
                 progress=not a.no_progress)
     else:
+        check_writable(a.storage)  # the result is recorded on the study: say so before training
         study = load_study(open_storage(a.storage, create=False), a.study_name, a.storage)
+        record.check_made_by_nas(study, a.storage)
         load_mnist(a.data_dir)
         r = replay(study, a.trial, a.seeds, a.epochs, device, a.data_dir, a.out,
-                   a.deterministic, progress=not a.no_progress)
+                   a.deterministic, progress=not a.no_progress, precision=a.precision)
+    _print(r)
+    if a.spec is None:
+        try:  # after printing: a fault here loses no result
+            with faults(a.storage):
+                record_replay(study, r)
+        except StorageError as e:
+            raise StorageError(f"the result above was not recorded on the study: {e}") from None
+    return 0
+
+
+def _print(r: ReplayReport) -> None:
     accs = ", ".join(f"{x:.2%}" for x in r.test_acc_final)
     what = f"trial {r.trial}" if r.trial >= 0 else r.study
     print(f"{what} ({r.params:,} parameters, {r.epochs} epochs, {len(r.seeds)} seeds, "
@@ -191,8 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for k, ok in r.challenge().items():
         print(f"  {'PASS' if ok else 'FAIL'}  {k}")
     out = Path(r.weights[0]).parent
-    print(f"weights and report: {out}/ (report.json, report.md)")
-    return 0
+    print(f"weights and report: {out}/ (report.json, report.md)", flush=True)
 
 
 def load_spec(arg: str) -> ArchSpec:

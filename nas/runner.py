@@ -1,16 +1,25 @@
-"""Running a search: worker processes, the training slots they share, progress bars.
+"""Running a search: worker processes, the training slots they share, signals, progress.
 
 ``search(cfg)`` adds candidates until the study holds ``cfg.trials`` trained ones, and never
 touches earlier trials. With ``cfg.workers`` > 1 it runs that many processes against the same
 study; a shared counter hands out exactly the remaining number of training slots, so the total
 is exact whatever the number of workers.
+
+Stopping is safe at any point. SIGTERM or SIGINT (Ctrl-C) to the search stops its workers
+too: each marks its running trial FAIL with outcome ``interrupted``, and the search exits
+143 or 130. A worker that dies (kill -9, out of memory) is noticed within a fraction of a
+second; the search then stops the others and says which one died. Workers die with their
+parent even when it is killed with SIGKILL. Trials left RUNNING by a dead process are marked
+FAIL when the next search starts, so the count of trained trials stays exact.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -22,15 +31,16 @@ from nas.cli import USER_ERRORS, UserError
 from nas.data import load_mnist
 from nas.layers import param_count
 from nas.objectives import Objective
+from nas.processes import Interrupted, WorkerDied, die_with_parent, handle_signals
 from nas.search_space import smallest_spec
-from nas.storage import check_url, open_storage
+from nas.storage import check_url, check_writable, faults, open_storage
 from nas.study import SearchConfig, make_pruner, make_sampler, prepare_study
 from nas.train import EpochReport, TrainingDiverged, resolve_device
 
 MAX_REJECTS_IN_A_ROW = 2000  # a budget that the sampler can hardly meet: stop, don't spin
+STOP_GRACE_S = 30  # how long stopped workers get to record their interrupted trial
 
 
-# -- workers -----------------------------------------------------------------------------------
 class Tickets:
     """Training slots shared by the workers of one run: ``take()`` is atomic across processes."""
 
@@ -50,44 +60,53 @@ class Tickets:
             self.done.value += 1
 
 
-def run_worker(cfg: SearchConfig, tickets: Tickets, worker: int, progress: bool) -> None:
-    """Train candidates until the tickets run out. One process, one device context."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+def run_worker(cfg: SearchConfig, tickets: Tickets, progress: bool) -> None:
+    """Train candidates until the tickets run out. One process, one device context.
+
+    Raises :class:`nas.storage.StorageError` (one line) for a storage fault, and whatever
+    interrupts it (:class:`Interrupted`), after its running trial was marked FAIL.
+    """
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures get our one-line notes
     if cfg.workers > 1 and torch.get_num_threads() > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.workers))
     device = resolve_device(cfg.device)
-    study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(cfg.storage),
-                              sampler=make_sampler(cfg.sampler, cfg.seed + worker),
-                              pruner=make_pruner(cfg.pruner, cfg.train.epochs))
     mnist = load_mnist(cfg.data_dir)
     tr, val = mnist.search_splits(cfg.n_val, cfg.split_seed)
     tr, val = tr.to(device), val.to(device)
-    bars = _Bars(study, cfg.trials, cfg.train.epochs, enabled=progress)
-    objective = Objective(tr, val, cfg.train, cfg.max_params, device, on_epoch=bars.epoch)
-    try:
-        while tickets.take():
-            until = _UntilTrained(bars)
-            # A diverged or out-of-memory candidate fails alone; anything else is a bug.
-            study.optimize(objective, n_trials=MAX_REJECTS_IN_A_ROW, callbacks=[until],
-                           catch=(TrainingDiverged, torch.OutOfMemoryError))
-            if not until.trained:
-                raise UserError(f"{MAX_REJECTS_IN_A_ROW} candidates in a row were over "
-                                f"--max-params {cfg.max_params:,} or invalid: raise the budget")
-            tickets.finished()
-            bars.trial_done()
-    finally:
-        bars.close()
+    with faults(cfg.storage):
+        study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(cfg.storage),
+                                  sampler=make_sampler(cfg.sampler, cfg.seed),
+                                  pruner=make_pruner(cfg.pruner, cfg.train.epochs))
+        bars = _Bars(study, cfg.trials, cfg.train.epochs, enabled=progress)
+        objective = Objective(tr, val, cfg.train, cfg.max_params, device, on_epoch=bars.epoch)
+        try:
+            while tickets.take():
+                until = _UntilTrained(bars)
+                # A diverged or out-of-memory candidate fails alone; anything else is a bug.
+                study.optimize(objective, n_trials=MAX_REJECTS_IN_A_ROW, callbacks=[until],
+                               catch=(TrainingDiverged, torch.OutOfMemoryError))
+                if not until.trained:
+                    raise UserError(f"{MAX_REJECTS_IN_A_ROW} candidates in a row were over "
+                                    f"--max-params {cfg.max_params:,}, invalid or already "
+                                    f"trained: raise the budget")
+                tickets.finished()
+                bars.trial_done()
+        finally:
+            bars.close()
 
 
 class _UntilTrained:
     """An Optuna callback that stops ``optimize`` at the first trial that went to training
-    (rejected candidates cost milliseconds and do not count toward ``--trials``)."""
+    (rejected and duplicate candidates cost milliseconds and do not count toward
+    ``--trials``), and says in one line why a trial failed."""
 
     def __init__(self, bars: _Bars) -> None:
         self.bars, self.trained = bars, False
         bars.start_trial()
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if record.outcome_of(trial) == record.FAILED:
+            self.bars.write(f"trial {trial.number} failed: {record.reason_of(trial)}")
         if record.was_trained(trial):
             self.trained = True
             study.stop()
@@ -95,14 +114,18 @@ class _UntilTrained:
             self.bars.start_trial()
 
 
-def _worker_main(cfg: SearchConfig, tickets: Tickets, worker: int) -> None:
+def _worker_main(cfg: SearchConfig, tickets: Tickets, errors: Any) -> None:
+    """A worker process: dies with its parent; SIGTERM/SIGINT stop it cleanly; a user error
+    or storage fault goes back to the parent as one line."""
+    die_with_parent()
     try:
-        run_worker(cfg, tickets, worker, progress=False)
+        with handle_signals():
+            run_worker(cfg, tickets, progress=False)
+    except Interrupted as e:
+        sys.exit(e.exit_code)  # quietly: the parent reports for all
     except USER_ERRORS as e:
-        print(f"nas.search worker {worker}: error: {e}", file=sys.stderr)
+        errors.put(str(e))
         sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
 
 
 class _Bars:
@@ -111,6 +134,9 @@ class _Bars:
     def __init__(self, study: optuna.Study, total: int, epochs: int, enabled: bool) -> None:
         from tqdm.auto import tqdm
 
+        # tqdm's default lock is a multiprocessing semaphore: a worker killed with -9 would
+        # leave it behind ("leaked semaphore" at exit). One process, one thread: a plain lock.
+        tqdm.set_lock(threading.RLock())
         self.study, self.epochs, self.enabled, self.tqdm = study, epochs, enabled, tqdm
         self.outer = tqdm(total=total, initial=record.count_trained(study), desc="trials",
                           unit="trial",
@@ -143,6 +169,10 @@ class _Bars:
         self.outer.update(1)
         self._refresh_best()
 
+    def write(self, line: str) -> None:
+        """One line to stderr, above the bars."""
+        self.tqdm.write(line, file=sys.stderr)
+
     def close(self) -> None:
         if self.inner is not None:
             self.inner.close()
@@ -151,8 +181,9 @@ class _Bars:
 
 def search(cfg: SearchConfig, progress: bool = True) -> optuna.Study:
     """Run (or resume) the search until the study holds ``cfg.trials`` trained candidates."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our bars and summary say it all
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our bars and summary say it all
     check_url(cfg.storage)
+    check_writable(cfg.storage)
     resolve_device(cfg.device)  # fail before any work if e.g. cuda is absent
     if param_count(smallest_spec()) > cfg.max_params:
         raise UserError(f"--max-params {cfg.max_params:,} is below the smallest network in the "
@@ -161,34 +192,85 @@ def search(cfg: SearchConfig, progress: bool = True) -> optuna.Study:
     if cfg.n_val >= n_train:
         raise UserError(f"--val-size {cfg.n_val:,} leaves no training images "
                         f"(the data has {n_train:,})")
+    if cfg.train.batch_size > n_train - cfg.n_val:
+        raise UserError(f"--batch-size {cfg.train.batch_size:,} is larger than the "
+                        f"{n_train - cfg.n_val:,} training images")
     study = prepare_study(cfg)
     remaining = cfg.trials - record.count_trained(study)
     if remaining <= 0:
         return study
     if cfg.workers == 1:
-        run_worker(cfg, Tickets(remaining), 0, progress)
+        try:
+            with handle_signals():
+                run_worker(cfg, Tickets(remaining), progress)
+        except Interrupted:
+            with faults(cfg.storage):  # what the interrupt left RUNNING in this process
+                record.fail_stale_trials(study, this_process_ended=True)
+            raise
         return study
-    ctx = mp.get_context("spawn")  # CUDA cannot be forked; one context per process
-    tickets = Tickets(remaining, ctx)
-    procs = [ctx.Process(target=_worker_main, args=(cfg, tickets, w), daemon=False)
-             for w in range(cfg.workers)]
-    for p in procs:
-        p.start()
+    _supervise(cfg, remaining, progress)
+    return study
+
+
+def _supervise(cfg: SearchConfig, remaining: int, progress: bool) -> None:
+    """Run ``cfg.workers`` worker processes until the tickets run out; stop them all on a
+    signal, on a worker's error or death."""
     from tqdm.auto import tqdm
 
+    tqdm.set_lock(threading.RLock())  # see _Bars
+    ctx = mp.get_context("spawn")  # CUDA cannot be forked; one context per process
+    tickets, errors = Tickets(remaining, ctx), ctx.SimpleQueue()
+    procs = [ctx.Process(target=_worker_main, args=(cfg, tickets, errors), name=f"worker {w}")
+             for w in range(cfg.workers)]
     bar = tqdm(total=cfg.trials, initial=cfg.trials - remaining, desc=f"trials ({cfg.workers} "
                f"workers)", unit="trial", disable=not progress, dynamic_ncols=True)
     try:
-        while any(p.is_alive() for p in procs):
-            time.sleep(0.5)
-            bar.n = cfg.trials - remaining + tickets.done.value
-            bar.refresh()
+        with handle_signals():
+            for p in procs:
+                p.start()
+            while any(p.is_alive() for p in procs):
+                time.sleep(0.2)
+                bar.n = cfg.trials - remaining + tickets.done.value
+                bar.refresh()
+                _check(procs, errors)
+            _check(procs, errors)
+    except BaseException as e:
+        # The workers get the signal the search got (so their trials say which), else SIGTERM.
+        _stop(procs, getattr(e, "signum", signal.SIGTERM))
+        with faults(cfg.storage):
+            study = optuna.load_study(study_name=cfg.study_name,
+                                      storage=open_storage(cfg.storage))
+            record.fail_stale_trials(study)  # trials of workers that had to be killed
+        raise
     finally:
-        for p in procs:
-            p.join()
         bar.close()
-    bad = [p.exitcode for p in procs if p.exitcode != 0]
-    if bad:
-        raise UserError(f"{len(bad)} worker(s) exited with an error (exit codes {bad}); the "
-                        f"trials they finished are in the study")
-    return study
+
+
+def _check(procs: list[Any], errors: Any) -> None:
+    """Raise at once if a worker ended with an error or was killed."""
+    for p in procs:
+        if p.exitcode in (None, 0):
+            continue
+        if not errors.empty():
+            raise UserError(f"{p.name}: {errors.get()}")
+        if p.exitcode < 0:
+            how = f"was killed by {signal.Signals(-p.exitcode).name}"
+        elif p.exitcode > 128:
+            how = f"was stopped by {signal.Signals(p.exitcode - 128).name}"
+        else:
+            how = f"exited with status {p.exitcode}"
+        raise WorkerDied(f"{p.name} (pid {p.pid}) {how}; the other workers were stopped and "
+                         f"its trial marked failed: run the same command to go on")
+
+
+def _stop(procs: list[Any], signum: int) -> None:
+    """``signum`` to every live worker, a grace period to record its trial, then SIGKILL."""
+    for p in procs:
+        if p.is_alive():
+            os.kill(p.pid, signum)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join()

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from nas.cli import Parser, describe, nonneg_int, positive_float, positive_int, run
 from nas.runner import search
 from nas.study import PRUNERS, SAMPLERS, SearchConfig, default_study_name, summary
-from nas.train import TrainConfig
+from nas.train import PRECISIONS, TrainConfig
 from nas.zoo import CHALLENGE_EPOCHS
 
 
@@ -45,15 +45,20 @@ def parse_args(argv: Sequence[str] | None) -> tuple[SearchConfig, bool]:
     p.add_argument("--batch-size", type=positive_int, default=d.train.batch_size)
     p.add_argument("--lr", type=positive_float, default=d.train.lr,
                    help="peak learning rate (default %(default)s)")
+    p.add_argument("--precision", default=d.train.precision, choices=PRECISIONS,
+                   help="training precision (default %(default)s: bf16 on CUDA >= 8.0 and on "
+                        "CPUs with bf16 units, fp16 with a gradient scaler on CUDA 7.x, else fp32)")
     p.add_argument("--compile", action="store_true", help="torch.compile the training step")
     p.add_argument("--deterministic", action="store_true")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     a = p.parse_args(argv)
+    if a.study_name is not None and not a.study_name.strip():
+        p.error("--study-name must not be empty (leave it out for the default)")
     if a.epochs > CHALLENGE_EPOCHS and not a.allow_long:
         p.error(f"--epochs {a.epochs} is above the challenge's {CHALLENGE_EPOCHS}; "
                 f"add --allow-long to mean it")
     train = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, compile=a.compile,
-                        seed=a.seed, deterministic=a.deterministic)
+                        seed=a.seed, deterministic=a.deterministic, precision=a.precision)
     cfg = SearchConfig(
         storage=a.storage, study_name=a.study_name or default_study_name(a.max_params, a.epochs),
         trials=a.trials, workers=a.workers, max_params=a.max_params, sampler=a.sampler,

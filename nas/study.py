@@ -7,17 +7,22 @@ schedule); resuming it with other values is refused.
 
 from __future__ import annotations
 
+import hashlib
 import sys
+import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
 
 from nas import record
 from nas.cli import UserError
 from nas.data import DEFAULT_DATA_DIR, load_mnist
-from nas.storage import JOURNAL_PREFIX, open_storage, study_names
+from nas.storage import JOURNAL_PREFIX, faults, open_storage, study_names
 from nas.train import TrainConfig
 
 SAMPLERS = ("tpe", "random")
@@ -48,14 +53,55 @@ class SearchConfig:
                 "train": self.train.to_dict()}
 
 
-def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    with warnings.catch_warnings():  # multivariate/group are flagged experimental
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        # constant_liar: parallel workers don't all sample the same point.
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
-                                          constant_liar=True, n_startup_trials=10)
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """The search's sampler, seeded per trial (see :class:`TrialSeeded`)."""
+    def make(trial_seed: int) -> optuna.samplers.BaseSampler:
+        if name == "random":
+            return optuna.samplers.RandomSampler(seed=trial_seed)
+        with warnings.catch_warnings():  # multivariate/group are flagged experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # constant_liar: parallel workers don't all sample the same point.
+            return optuna.samplers.TPESampler(seed=trial_seed, multivariate=True, group=True,
+                                              constant_liar=True, n_startup_trials=10)
+
+    return TrialSeeded(make, seed)
+
+
+class TrialSeeded(optuna.samplers.BaseSampler):
+    """A sampler made afresh for every trial, seeded from ``(seed, trial number)``.
+
+    Trial numbers are handed out by the storage, once each, across processes and restarts. So
+    a resumed search, or a second process on the same study, never replays the random draws
+    of earlier trials (a sampler seeded once per process would propose the same first
+    candidates on every start), while one uninterrupted run with a given ``--seed`` stays
+    reproducible. TPE keeps no state between trials beyond its random generator: it reads the
+    history from the study each time.
+    """
+
+    def __init__(self, make: Callable[[int], optuna.samplers.BaseSampler], seed: int) -> None:
+        self._make, self._seed = make, seed
+        self._inner = make(seed)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        mixed = hashlib.sha256(f"{self._seed}/{trial.number}".encode()).digest()
+        self._inner = self._make(int.from_bytes(mixed[:4], "little"))
+        self._inner.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: optuna.Study,
+                                    trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return self._inner.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return self._inner.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        return self._inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        self._inner.after_trial(study, trial, state, values)
 
 
 def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
@@ -81,25 +127,58 @@ def dashboard_command(storage: str) -> str:
 
 # -- the study ---------------------------------------------------------------------------------
 def prepare_study(cfg: SearchConfig) -> optuna.Study:
-    """Create the study, or check that an existing one was made with the same settings."""
+    """Create the study, or check that an existing one was made by nas with the same settings
+    and the same data. Stale trials of dead processes are marked FAIL first."""
+    mnist = load_mnist(cfg.data_dir)
+    identity = {**cfg.identity(), "data": mnist.fingerprint()}
     storage = open_storage(cfg.storage)
-    exists = cfg.study_name in study_names(storage)
-    study = optuna.create_study(storage=storage, study_name=cfg.study_name,
-                                direction="maximize", load_if_exists=True)
-    if exists:
-        old = record.identity_of(study)
-        if old is not None and old != cfg.identity():
-            diff = [k for k in old if old.get(k) != cfg.identity().get(k)]
-            raise UserError(f"study {cfg.study_name!r} in {cfg.storage} was made with other "
-                            f"settings ({', '.join(diff)} differ): pass another --study-name")
-    else:
-        mnist = load_mnist(cfg.data_dir)
-        record.write_study(study, cfg.identity(), {
-            "name": "MNIST", "source": mnist.source, "train": len(mnist.train) - cfg.n_val,
-            "validation": cfg.n_val, "split_seed": cfg.split_seed,
-            "test": "not used during search"}, cfg.max_params, cfg.train.epochs)
-    record.write_last_command(study, sys.argv, asdict(cfg))
+    with faults(cfg.storage):
+        exists = cfg.study_name in study_names(storage)
+        study = optuna.create_study(storage=storage, study_name=cfg.study_name,
+                                    direction="maximize", load_if_exists=True)
+        if exists:
+            old = _identity_of(study)
+            if old is None:
+                record.check_made_by_nas(study, cfg.storage)
+            diff = _differences(old, identity)
+            if diff:
+                raise UserError(f"study {cfg.study_name!r} in {cfg.storage} was made with other "
+                                f"settings ({', '.join(diff)} differ): pass another "
+                                f"--study-name")
+            record.fail_stale_trials(study)
+        else:
+            record.write_study(study, identity, {
+                "name": "MNIST", "source": mnist.source, "train": len(mnist.train) - cfg.n_val,
+                "validation": cfg.n_val, "split_seed": cfg.split_seed,
+                "test": "not used during search"}, cfg.max_params, cfg.train.epochs)
+        record.write_last_command(study, sys.argv, asdict(cfg))
     return study
+
+
+def _identity_of(study: optuna.Study, wait_s: float = 5.0) -> dict[str, Any] | None:
+    """The study's identity; a study another process has just created gets a moment to
+    write it before it is taken for a foreign one."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        identity = record.identity_of(study)
+        if identity is not None or study.get_trials(deepcopy=False) or \
+                time.monotonic() > deadline:
+            return identity
+        time.sleep(0.2)
+        study = optuna.load_study(study_name=study.study_name, storage=study._storage)
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Keys whose values differ. Only keys both sides have count: a setting a study from an
+    earlier release did not record cannot be compared (it trained with that release's
+    defaults), anything it did record must match."""
+    out = []
+    for k in old.keys() & new.keys():
+        if isinstance(old[k], dict) and isinstance(new[k], dict):
+            out += [f"{k}.{d}" for d in _differences(old[k], new[k])]
+        elif old[k] != new[k]:
+            out.append(k)
+    return sorted(out)
 
 
 def summary(study: optuna.Study, cfg: SearchConfig, top: int = 5) -> str:

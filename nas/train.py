@@ -8,9 +8,11 @@ wants to stop training (a pruner, say) raises, and the exception propagates unch
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -24,6 +26,10 @@ from nas.augment import normalize, random_affine
 from nas.builder import build
 from nas.data import Split
 from nas.spec import ArchSpec
+
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # what TrainConfig.precision may ask for
+_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # fp32: no autocast
 
 
 class DeviceError(Exception):
@@ -52,14 +58,22 @@ class TrainConfig:
     scale: float = 0.08
     eval_batch_size: int = 4096
     channels_last: bool = True
-    bf16: bool = True  # bf16 autocast on CUDA
-    # bf16 autocast on CPU; None: on when the CPU has bf16 instructions (AVX512-BF16 or AMX).
-    # Measured on this project's AMD EPYC machine: 1.3x the fp32 training step, and 99.59 %
-    # test accuracy for the 16k reference network (fp32: 99.60-99.63 %), see results/.
-    bf16_cpu: bool | None = None
+    # auto | bf16 | fp16 | fp32; "auto" picks by device (see resolve_precision). Replaces the
+    # bf16 and bf16_cpu switches of 0.1 configs, whose keys from_dict ignores. On this
+    # project's AMD EPYC (avx512_bf16), bf16 autocast gave 1.3x the fp32 training step and
+    # 99.59 % test accuracy for the 16k reference network (fp32: 99.60-99.63 %), see results/.
+    precision: str = "auto"
+    # CPU only: dropout masks drawn 32 random bits at a time instead of by aten's bernoulli_,
+    # the same distribution (see _CpuDropout); the random stream differs, the math does not.
+    fast_cpu_dropout: bool = True
     compile: bool = False
     seed: int = 0
     deterministic: bool = False
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, "
+                             f"got {self.precision!r}")
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -85,6 +99,7 @@ class TrainResult:
     epoch_seconds: list[float] = field(default_factory=list)
     seconds: float = 0.0  # total wall time, building and data transfer included
     model: nn.Module | None = None
+    precision: str = ""  # what the run trained in: bf16, fp16 or fp32 (resolved, never auto)
 
     @property
     def final_accuracy(self) -> float:
@@ -126,23 +141,76 @@ def _as_images(split: Split, device: torch.device) -> tuple[torch.Tensor, torch.
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig) -> float:
-    """Accuracy of ``model`` on uint8 images ``x`` (already on the model's device)."""
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
+             precision: str | None = None) -> float:
+    """Accuracy of ``model`` on uint8 images ``x`` (already on the model's device), in
+    ``precision`` (default: what ``cfg`` resolves to on that device)."""
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=x.device)
     mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    with torch.autocast(x.device.type, torch.bfloat16, enabled=use_bf16(x.device, cfg)):
+    precision = precision or precision_for(x.device, cfg.precision)
+    with autocast(x.device, precision):
         for i in range(0, len(y), cfg.eval_batch_size):
             xb = normalize(x[i:i + cfg.eval_batch_size]).contiguous(memory_format=mf)
             correct += (model(xb).argmax(1) == y[i:i + cfg.eval_batch_size]).sum()
     return correct.item() / max(len(y), 1)
 
 
+# -- precision ---------------------------------------------------------------------------------
+def resolve_precision(device_type: str, requested: str = "auto",
+                      cuda_capability: tuple[int, int] | None = None,
+                      cpu_bf16: bool | None = None) -> str:
+    """The precision a training run uses: ``"bf16"``, ``"fp16"`` or ``"fp32"``.
+
+    An explicit ``requested`` precision is returned as it is. ``"auto"`` decides by device:
+
+    - CUDA, compute capability >= 8.0 (A100, RTX 30xx, H100 ...): bf16 autocast.
+    - CUDA 7.x (V100, T4, RTX 20xx): fp16 autocast with a gradient scaler. Below 8.0 cuDNN has
+      no bf16 convolution engines, so bf16 would be emulated (slow) or fail; note that
+      ``torch.cuda.is_bf16_supported()`` answers True on a T4, so it is not the test.
+    - CUDA below 7.0: fp32 (no tensor cores to gain from).
+    - CPU: what ``nas.bench`` measured best, bf16 autocast where the CPU computes bf16 natively
+      (``cpu_bf16``, default :func:`cpu_has_bf16`), fp32 elsewhere (emulated bf16 only slows).
+    - anything else: fp32.
+
+    ``cuda_capability`` is ``(major, minor)``; it must be given for ``"auto"`` on CUDA (this
+    function asks no device anything, so it is tested without a GPU: see
+    :func:`precision_for`). Raises ValueError for an unknown request.
+    """
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
+    if requested != "auto":
+        return requested
+    if device_type == "cuda":
+        if cuda_capability is None:
+            raise ValueError("resolve_precision: auto on CUDA needs the compute capability")
+        if cuda_capability >= (8, 0):
+            return "bf16"
+        return "fp16" if cuda_capability[0] == 7 else "fp32"
+    if device_type == "cpu":
+        return "bf16" if (cpu_has_bf16() if cpu_bf16 is None else cpu_bf16) else "fp32"
+    return "fp32"
+
+
+def precision_for(device: torch.device | str, requested: str = "auto") -> str:
+    """:func:`resolve_precision` for a real device (asks CUDA for its capability)."""
+    device = torch.device(device)
+    cap = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    return resolve_precision(device.type, requested, cap)
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The autocast context of a resolved precision; fp32 runs without one."""
+    dtype = _AMP_DTYPES.get(precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype)
+
+
 def use_bf16(device: torch.device, cfg: TrainConfig) -> bool:
-    """Whether ``cfg`` trains in bf16 autocast on ``device`` (resolve once, not per step)."""
-    if device.type == "cuda":
-        return cfg.bf16
-    return cpu_has_bf16() if cfg.bf16_cpu is None else cfg.bf16_cpu
+    """Whether ``cfg`` trains in bf16 autocast on ``device`` (the pre-``precision`` question,
+    kept for its callers)."""
+    return precision_for(device, cfg.precision) == "bf16"
 
 
 @lru_cache(maxsize=1)
@@ -153,6 +221,57 @@ def cpu_has_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+# -- dropout on CPU ----------------------------------------------------------------------------
+class _CpuDropout(nn.Module):
+    """``nn.Dropout(p)`` in training mode, with its mask drawn faster on CPU.
+
+    aten's dropout draws its mask with ``bernoulli_``, one call of the serial CPU generator per
+    element plus a float conversion: measured on this project's 2-core CPU it was ~40 % of a
+    training step of the 16k reference network. Here each generator call yields 64 bits, read
+    as two independent uniform 32-bit integers, and an element is kept when its integer is at
+    or above ``round(p * 2**32)`` (shifted to int32's range): P(drop) = p within 2**-33, finer
+    than float32's p itself. Kept elements are scaled by 1 / (1 - p), computed as torch does
+    (in the input's dtype), so the output's distribution and the gradient (the same mask) are
+    those of ``nn.Dropout``; only the random stream differs. Draws come from the default
+    generator, so a seed still fixes them. Training only: evaluation uses the real modules.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if self.p >= 1.0:
+            return x * 0.0
+        n = x.numel()
+        bits = torch.empty((n + 1) // 2, dtype=torch.int64).random_(-2**63, None)
+        keep = bits.view(torch.int32)[:n] >= -2**31 + round(self.p * 2**32)
+        # Lay the mask out like x (channels_last or not) so the product runs at full speed;
+        # an i.i.d. mask does not care which element got which draw.
+        dense = x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
+        keep = keep.as_strided(x.shape, x.stride()) if dense else keep.view(x.shape)
+        return x * keep.to(x.dtype).div_(1.0 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def _training_view(model: nn.Module, device: torch.device, cfg: TrainConfig) -> nn.Module:
+    """The module the training steps call: ``model`` itself, or on CPU (with
+    ``cfg.fast_cpu_dropout``) a Sequential sharing all of ``model``'s modules except its
+    dropouts, which become :class:`_CpuDropout`. ``model`` is left as built (same state dict,
+    same modules), so what is evaluated, saved and exported is unchanged."""
+    if device.type != "cpu" or not cfg.fast_cpu_dropout or not isinstance(model, nn.Sequential):
+        return model
+    if not any(type(m) is nn.Dropout for m in model):
+        return model
+    return nn.Sequential(OrderedDict(
+        (name, _CpuDropout(m.p) if type(m) is nn.Dropout else m)
+        for name, m in model.named_children()))
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -184,10 +303,13 @@ def train(spec: ArchSpec, train_split: Split, eval_split: Split, cfg: TrainConfi
     bs = min(cfg.batch_size, n)
     steps = n // bs  # drop the ragged last batch: every step has the same shape
     mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    bf16 = use_bf16(device, cfg)
+    precision = precision_for(device, cfg.precision)  # once per run, not per step
+    # fp16 gradients underflow without loss scaling; bf16 and fp32 have fp32's range.
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
     model = build(spec).to(device=device, memory_format=mf)
-    step_model: nn.Module = torch.compile(model) if cfg.compile else model
+    view = _training_view(model, device, cfg)
+    step_model: nn.Module = torch.compile(view) if cfg.compile else view
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]  # BatchNorm and biases
     opt = torch.optim.SGD(
@@ -197,10 +319,10 @@ def train(spec: ArchSpec, train_split: Split, eval_split: Split, cfg: TrainConfi
     total = cfg.epochs * steps
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: one_cycle(t, total, cfg.pct_start))
 
-    result = TrainResult(model=model)
+    result = TrainResult(model=model, precision=precision)
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
-        model.train()
+        view.train()  # model's modules, and the view's own dropouts
         perm = torch.randperm(n, device=device, generator=gen)
         loss_sum = torch.zeros((), device=device)
         for s in range(steps):
@@ -209,18 +331,23 @@ def train(spec: ArchSpec, train_split: Split, eval_split: Split, cfg: TrainConfi
             if cfg.augment:
                 xb = random_affine(xb, cfg.rotate_deg, cfg.translate, cfg.scale, gen)
             xb = xb.contiguous(memory_format=mf)
-            with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+            with autocast(device, precision):
                 loss = F.cross_entropy(step_model(xb), y_tr[idx],
                                        label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            if scaler is None:
+                loss.backward()
+                opt.step()
+            else:  # skips a step whose gradients overflowed, and lowers the scale
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
             sched.step()
             loss_sum += loss.detach()
         train_loss = loss_sum.item() / max(steps, 1)  # the one sync of the epoch
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"training loss is {train_loss} at epoch {epoch}")
-        acc = evaluate(model, x_ev, y_ev, cfg)
+        acc = evaluate(model, x_ev, y_ev, cfg, precision)
         secs = time.perf_counter() - t0
         result.accuracies.append(acc)
         result.train_losses.append(train_loss)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nas.data import load_mnist
-from tests.helpers import write_mnist
+from tests.helpers import PostgresServer, postgres_bindir, write_mnist
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +21,30 @@ def _fresh_cache():
     """load_mnist caches per process; tests that rewrite files must not see stale data."""
     load_mnist.cache_clear()
     yield
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for this test session, or a skip that says how to get one."""
+    bindir = postgres_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does)")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed (pip install -e '.[dev]' brings it)")
+    server = PostgresServer(bindir)
+    yield server
+    try:
+        server.stop()
+    finally:
+        server.remove()
+
+
+@pytest.fixture(params=["sqlite", "journal", "postgresql"])
+def storage_url(request, tmp_path) -> str:
+    """The same test against every storage nas supports."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("postgres").url("nas")
+    return {"sqlite": f"sqlite:///{tmp_path / 'nas.db'}",
+            "journal": f"journal:{tmp_path / 'nas.log'}"}[request.param]

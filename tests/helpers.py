@@ -69,3 +69,74 @@ def sampled_specs(n: int, seed: int = 0, valid_only: bool = True) -> list[ArchSp
                 continue
         out.append(spec)
     return out
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL server in a temporary directory, on a free loopback port.
+
+    Runs as the ``postgres`` user when the tests run as root (the server refuses root).
+    ``url(name)`` creates a fresh database and returns its SQLAlchemy URL.
+    """
+
+    def __init__(self, bindir: Path) -> None:
+        import getpass
+        import os
+        import shutil
+        import socket
+        import subprocess
+        import tempfile
+
+        self.bindir, self.count = bindir, 0
+        self.user = "postgres" if os.geteuid() == 0 else None
+        self.root = Path(tempfile.mkdtemp(prefix="nas-pg-"))
+        if self.user:
+            shutil.chown(self.root, self.user)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        data = self.root / "data"
+        self.db_user = self.user or getpass.getuser()
+
+        def run(*argv: str) -> None:
+            subprocess.run(argv, check=True, capture_output=True, user=self.user, cwd=self.root,
+                           timeout=120)
+
+        self._run = run
+        run(str(bindir / "initdb"), "-D", str(data), "-U", self.db_user, "--auth=trust",
+            "-E", "UTF8")
+        self.start()
+
+    def start(self) -> None:
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-l",
+                  str(self.root / "log"), "-w", "-o", f"-p {self.port} -k {self.root} "
+                  f"-c listen_addresses=127.0.0.1 -c fsync=off", "start")
+
+    def url(self, name: str) -> str:
+        import psycopg
+
+        self.count += 1
+        db = f"{name}_{self.count}".lower()
+        with psycopg.connect(f"postgresql://{self.db_user}@127.0.0.1:{self.port}/postgres",
+                             autocommit=True) as con:
+            con.execute(f'CREATE DATABASE "{db}"')
+        return f"postgresql://{self.db_user}@127.0.0.1:{self.port}/{db}"
+
+    def stop(self, mode: str = "immediate") -> None:
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-m", mode,
+                  "-w", "stop")
+
+    def remove(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def postgres_bindir() -> Path | None:
+    """Where PostgreSQL's server programs are (Debian keeps them out of PATH), or None."""
+    import shutil
+
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).resolve().parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    return versions[-1].parent if versions else None

@@ -59,6 +59,7 @@ def study_db(tmp_path_factory, tiny_mnist_dir):
     (["--epochs", "30"], "--allow-long"),
     (["--device", "tpu"], "invalid choice"),
     (["--lr", "-1"], "--lr: must be a positive number"),
+    (["--study-name", ""], "--study-name must not be empty"),
 ])
 def test_search_usage_errors(capsys, argv, fragment):
     assert_one_line_error(*call(capsys, "search", *argv), fragment)
@@ -160,3 +161,83 @@ def test_replay_a_spec_file_without_a_study(capsys, tmp_path, tiny_mnist_dir):
                           "neither a file nor a reference network")
     f.write_text('{"stem": ')
     assert_one_line_error(*call(capsys, "replay", "--spec", str(f)), "not valid JSON")
+
+
+def test_search_batch_larger_than_the_data(capsys, tmp_path, tiny_mnist_dir):
+    code, err = call(capsys, "search", "--batch-size", "1000000", "--storage",
+                     f"sqlite:///{tmp_path / 'a.db'}", "--data-dir", str(tiny_mnist_dir),
+                     "--val-size", "200")
+    assert_one_line_error(code, err, "--batch-size 1,000,000 is larger than the 400 training")
+
+
+def test_output_paths_that_cannot_be_directories(capsys, study_db, tmp_path, tiny_mnist_dir):
+    url, _ = study_db
+    (tmp_path / "file").write_text("x")
+    assert_one_line_error(*call(capsys, "export", "--storage", url, "--out",
+                                str(tmp_path / "file" / "sub")), "--out")
+    assert_one_line_error(*call(capsys, "replay", "--spec", "bn_dropout_16k", "--epochs", "1",
+                                "--seeds", "1", "--data-dir", str(tiny_mnist_dir), "--out",
+                                str(tmp_path / "file")), "exists and is not a directory")
+
+
+def test_in_memory_storage_is_refused(capsys):
+    assert_one_line_error(*call(capsys, "search", "--storage", "sqlite://"), "in-memory")
+
+
+def test_a_diverging_replay_is_one_line(capsys, tmp_path, tiny_mnist_dir, monkeypatch):
+    from nas.train import TrainingDiverged
+
+    def diverge(*a, **k):
+        raise TrainingDiverged("training loss is nan at epoch 1")
+
+    monkeypatch.setattr(replay, "train", diverge)
+    assert_one_line_error(*call(capsys, "replay", "--spec", "bn_dropout_16k", "--epochs", "1",
+                                "--seeds", "1", "--data-dir", str(tiny_mnist_dir), "--out",
+                                str(tmp_path / "r"), "--no-progress"),
+                          "seed 0 diverged (training loss is nan at epoch 1)")
+
+
+def test_replay_prints_its_result_before_recording_it(capsys, study_db, tmp_path,
+                                                      tiny_mnist_dir, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    url, _ = study_db
+
+    def disk_full(*a, **k):
+        raise OperationalError("UPDATE ...", {}, Exception("database or disk is full"))
+
+    monkeypatch.setattr(replay.record, "write_replay", disk_full)
+    with pytest.raises(SystemExit) as e:
+        run(replay.main, "nas.replay", ["--storage", url, "--epochs", "1", "--seeds", "1",
+                                        "--data-dir", str(tiny_mnist_dir), "--out",
+                                        str(tmp_path / "r"), "--no-progress"])
+    out, err = capsys.readouterr()
+    assert e.value.code == 2 and "final-epoch test accuracy" in out
+    assert_one_line_error(2, err, "the result above was not recorded on the study: storage "
+                                  f"{url}: database or disk is full")
+
+
+def test_export_copies_only_checkpoints_nas_wrote(capsys, study_db, tmp_path):
+    """A study's replay record names a path; export copies it only if it is a checkpoint of
+    that very architecture."""
+    import sqlite3
+
+    from nas import record
+
+    _, path = study_db
+    with sqlite3.connect(path) as src, sqlite3.connect(tmp_path / "copy.db") as dst:
+        src.backup(dst)
+    url = f"sqlite:///{tmp_path / 'copy.db'}"
+    study = optuna.load_study(study_name="t", storage=url)
+    best = record.select_trial(study, None)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not weights")
+    study.set_user_attr(f"replay:trial-{best.number}", {
+        "seeds": [0], "test_acc_final": [0.5], "mean": 0.5, "std": 0.0,
+        "challenge_holds": False, "weights": [str(secret)], "device": "cpu", "date": "today",
+        "train_config": {}})
+    with pytest.raises(SystemExit) as e:
+        run(export.main, "nas.export", ["--storage", url, "--out", str(tmp_path / "e")])
+    assert e.value.code == 0
+    assert sorted(p.name for p in (tmp_path / "e").iterdir()) == ["arch.json", "model.py",
+                                                                  "summary.md"]

@@ -116,3 +116,42 @@ def test_one_plan_per_trained_candidate(objective, monkeypatch):
     study.optimize(objective, n_trials=1)
     assert study.get_trials()[0].state == TrialState.COMPLETE
     assert made == [bn_dropout_16k()]
+
+
+def test_an_architecture_already_trained_is_not_trained_again(objective, monkeypatch):
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial(params_of(bn_dropout_16k()))
+    study.optimize(objective, n_trials=1)
+    first = study.get_trials()[0]
+
+    def no_training(*a, **k):
+        raise AssertionError("a duplicate must not be trained")
+
+    monkeypatch.setattr(objectives, "train", no_training)
+    study.enqueue_trial(params_of(bn_dropout_16k()))
+    study.optimize(objective, n_trials=1)
+    dup = study.get_trials()[1]
+    # The sampler sees the earlier result; --trials does not count it; export never picks it.
+    assert dup.state == TrialState.COMPLETE and dup.value == first.value
+    assert dup.user_attrs["outcome"] == "duplicate" and "trial 0" in dup.user_attrs["reason"]
+    assert count_trained(study) == 1 and not was_trained(dup)
+    from nas.record import completed
+
+    assert [t.number for t in completed(study)] == [0]
+
+
+def test_interrupting_a_trial_records_why(objective, monkeypatch):
+    from nas.processes import Interrupted
+    import signal
+
+    def interrupted(*a, **k):
+        raise Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(objectives, "train", interrupted)
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial(params_of(bn_dropout_16k()))
+    with pytest.raises(Interrupted):
+        study.optimize(objective, n_trials=1)
+    (t,) = study.get_trials()
+    assert t.state == TrialState.FAIL and t.user_attrs["outcome"] == "interrupted"
+    assert t.user_attrs["reason"] == "interrupted by SIGTERM" and not was_trained(t)

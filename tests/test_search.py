@@ -69,3 +69,36 @@ def test_parse_args_defaults_and_study_name():
     assert cfg == replace(SearchConfig(), study_name="mnist-20000p-20e") and progress
     cfg, _ = parse_args(["--max-params", "8000", "--epochs", "15", "--no-progress"])
     assert cfg.study_name == "mnist-8000p-15e" and cfg.train.epochs == 15
+
+
+def test_resuming_with_other_data_is_refused(tmp_path, tiny_mnist_dir):
+    from tests.helpers import write_mnist
+
+    cfg = tiny_config(tmp_path, tiny_mnist_dir, trials=1)
+    search(cfg, progress=False)
+    other = write_mnist(tmp_path / "other", n_train=700)  # another dataset, same layout
+    with pytest.raises(UserError, match="data.sha256, data.train differ"):
+        search(replace(cfg, data_dir=str(other), trials=2), progress=False)
+
+
+def test_the_sampler_is_seeded_per_trial():
+    """Same --seed, same proposals in one run; a resumed run (later trial numbers) or a
+    second process proposes new ones instead of replaying the first run's draws."""
+    from nas.search_space import sample_spec
+    from nas.study import make_sampler
+
+    def keys(seed: int, study: optuna.Study | None = None, n: int = 4) -> list[str]:
+        study = study or optuna.create_study(sampler=make_sampler("random", seed))
+        out = []
+        for _ in range(n):
+            t = study.ask()
+            out.append(sample_spec(t).key())
+            study.tell(t, 0.0)
+        return out
+
+    assert keys(0) == keys(0) and keys(0) != keys(1)
+    study = optuna.create_study(sampler=make_sampler("random", 0))
+    first = keys(0, study)
+    # A restart: a new sampler object on the same study, same --seed.
+    study.sampler = make_sampler("random", 0)
+    assert not set(keys(0, study)) & set(first)

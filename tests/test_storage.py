@@ -1,44 +1,92 @@
-"""Storage behaviour, once against every backend we support (Optuna's StorageTestCase idea)."""
+"""Storage behaviour, once against every backend we support (Optuna's StorageTestCase idea):
+SQLite, journal files and a real PostgreSQL server (see conftest's ``storage_url``)."""
 
 from __future__ import annotations
 
+import signal
+import sqlite3
+import subprocess
+
 import optuna
 import pytest
+from optuna.trial import TrialState
 
-from nas.storage import StorageError, check_url, load_study, open_storage
+from nas import record
+from nas.cli import UserError
+from nas.runner import search
+from nas.storage import StorageError, check_url, faults, load_study, open_storage
+from tests.helpers import tiny_config
 
 
-@pytest.fixture(params=["sqlite", "journal"])
-def url(request, tmp_path) -> str:
-    return {"sqlite": f"sqlite:///{tmp_path / 'nas.db'}",
-            "journal": f"journal:{tmp_path / 'nas.log'}"}[request.param]
-
-
-def test_trials_and_attributes_survive_reopening(url):
-    study = optuna.create_study(storage=open_storage(url), study_name="s", direction="maximize")
+def test_trials_and_attributes_survive_reopening(storage_url):
+    study = optuna.create_study(storage=open_storage(storage_url), study_name="s",
+                                direction="maximize")
     study.set_user_attr("max_params", 20_000)
     trial = study.ask()
     trial.set_user_attr("spec", '{"a": 1}')
     trial.report(0.5, 1)
     study.tell(trial, 0.75)
-    again = load_study(open_storage(url, create=False), None, url)
+    again = load_study(open_storage(storage_url, create=False), None, storage_url)
     assert again.study_name == "s" and again.user_attrs["max_params"] == 20_000
     (t,) = again.get_trials()
     assert t.value == 0.75 and t.user_attrs["spec"] == '{"a": 1}'
     assert t.intermediate_values == {1: 0.5}
 
 
-def test_load_study_errors(url):
-    storage = open_storage(url)
+def test_load_study_errors(storage_url):
+    storage = open_storage(storage_url)
     with pytest.raises(StorageError, match="holds 0 studies"):
-        load_study(storage, None, url)
+        load_study(storage, None, storage_url)
     optuna.create_study(storage=storage, study_name="a")
     optuna.create_study(storage=storage, study_name="b")
     with pytest.raises(StorageError, match="holds 2 studies"):
-        load_study(storage, None, url)
+        load_study(storage, None, storage_url)
     with pytest.raises(StorageError, match="'c' does not exist .* a, b"):
-        load_study(storage, "c", url)
-    assert load_study(storage, "b", url).study_name == "b"
+        load_study(storage, "c", storage_url)
+    assert load_study(storage, "b", storage_url).study_name == "b"
+
+
+def test_a_foreign_study_is_refused_and_left_alone(storage_url, tmp_path, tiny_mnist_dir):
+    """A study plain Optuna made under the name nas would use: never joined."""
+    study = optuna.create_study(storage=open_storage(storage_url), study_name="t",
+                                direction="minimize")
+    study.enqueue_trial({"x": 1.0})
+    with pytest.raises(record.RecordError, match="'t' .* was not made by nas.search"):
+        search(tiny_config(tmp_path, tiny_mnist_dir, storage=storage_url, trials=1),
+               progress=False)
+    again = optuna.load_study(study_name="t", storage=open_storage(storage_url))
+    assert len(again.get_trials()) == 1 and again.user_attrs == {}
+
+
+def dead_process() -> dict:
+    """The process record of a process that has certainly ended."""
+    from nas.processes import this_process
+
+    p = subprocess.Popen(["sleep", "60"])
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    return {**this_process(), "pid": p.pid, "start": None}
+
+
+def test_stale_trials_of_dead_processes_are_failed_with_a_reason(storage_url, tmp_path,
+                                                                 tiny_mnist_dir):
+    cfg = tiny_config(tmp_path, tiny_mnist_dir, storage=storage_url, trials=1)
+    search(cfg, progress=False)
+    study = optuna.load_study(study_name="t", storage=open_storage(storage_url))
+    orphan = study.ask()  # as a worker killed with -9 mid-training leaves it
+    orphan.set_user_attr(record.PROCESS, dead_process())
+    alive = study.ask()  # a trial of a live process (this one) is left alone
+    record.write_process(alive)
+    assert [n for n, _ in record.stale_trials(study)] == [orphan.number]  # reading only
+    assert study.get_trials()[orphan.number].state == TrialState.RUNNING
+    # A rerun that finds the count met still cleans up.
+    search(cfg, progress=False)
+    t = optuna.load_study(study_name="t", storage=open_storage(storage_url)).get_trials()
+    assert t[orphan.number].state == TrialState.FAIL
+    assert record.outcome_of(t[orphan.number]) == record.INTERRUPTED
+    assert "died" in record.reason_of(t[orphan.number])
+    assert t[alive.number].state == TrialState.RUNNING
+    assert record.count_trained(study) == 1
 
 
 def test_missing_file_is_not_created_when_reading(tmp_path):
@@ -48,20 +96,40 @@ def test_missing_file_is_not_created_when_reading(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_reading_never_changes_another_applications_database(tmp_path):
+    db = tmp_path / "otherapp.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE notes (text)")
+    con.execute("INSERT INTO notes VALUES ('precious')")
+    con.commit()
+    con.close()
+    before = db.read_bytes()
+    with pytest.raises(StorageError, match="holds no Optuna studies"):
+        open_storage(f"sqlite:///{db}", create=False)
+    assert db.read_bytes() == before  # no tables added, not switched to WAL
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["otherapp.db"]
+
+
 @pytest.mark.parametrize("bad, message", [
     ("nosuchdb://x/y", "unknown scheme"),
     ("not a url", "not a URL"),
     ("sqlite:////no/such/dir/nas.db", "does not exist"),
     ("journal:/no/such/dir/nas.log", "does not exist"),
+    ("sqlite://", "in-memory database"),
+    ("sqlite:///:memory:", "in-memory database"),
+    ("mysql://u@localhost/db", "needs the database driver 'MySQLdb': pip install mysqlclient"),
+    ("postgresql+psycopg2://u@localhost/db", "needs the database driver 'psycopg2'"),
 ])
 def test_bad_urls(bad, message):
     with pytest.raises(StorageError, match=message):
         check_url(bad)
 
 
-def test_sqlite_uses_write_ahead_logging(tmp_path):
-    import sqlite3
+def test_the_readme_postgresql_url_has_its_driver():
+    check_url("postgresql://user:pass@localhost/nas")  # psycopg 3, from the [postgresql] extra
 
+
+def test_sqlite_uses_write_ahead_logging(tmp_path):
     open_storage(f"sqlite:///{tmp_path / 'w.db'}")
     mode = sqlite3.connect(tmp_path / "w.db").execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
@@ -70,6 +138,39 @@ def test_sqlite_uses_write_ahead_logging(tmp_path):
 def test_a_file_that_is_not_a_database_is_refused_untouched(tmp_path):
     f = tmp_path / "notes.db"
     f.write_text("precious notes\n" * 100)
-    with pytest.raises(StorageError):
-        open_storage(f"sqlite:///{f}")
+    for create in (True, False):
+        with pytest.raises(StorageError, match="file is not a database"):
+            open_storage(f"sqlite:///{f}", create=create)
     assert f.read_text() == "precious notes\n" * 100
+
+
+def test_faults_become_one_line_naming_the_storage():
+    from sqlalchemy.exc import OperationalError
+
+    with pytest.raises(StorageError, match=r"^storage sqlite:///x.db: attempt to write a "
+                                           r"readonly database$"):
+        with faults("sqlite:///x.db"):
+            try:
+                raise OperationalError("INSERT ...", {}, sqlite3.OperationalError(
+                    "attempt to write a readonly database"))
+            except OperationalError:  # as Optuna's trial bookkeeping hides it behind its own
+                raise AssertionError("Should not reach.")
+    with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
+        with faults("sqlite:///x.db"):
+            raise ZeroDivisionError
+    with pytest.raises(UserError):
+        with faults("sqlite:///x.db"):
+            raise UserError("not a storage fault")
+
+
+def test_server_gone_is_one_line(postgres, tmp_path, tiny_mnist_dir):
+    url = postgres.url("gone")
+    cfg = tiny_config(tmp_path, tiny_mnist_dir, storage=url, trials=1)
+    search(cfg, progress=False)
+    postgres.stop()
+    try:
+        with pytest.raises(StorageError, match=r"storage postgresql://.*gone_\d+: .*(refused|"
+                                               r"server|connect)"):
+            search(tiny_config(tmp_path, tiny_mnist_dir, storage=url, trials=2), progress=False)
+    finally:
+        postgres.start()  # for the tests after this one

@@ -4,11 +4,15 @@ from dataclasses import replace
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
+from nas import train as train_module
 from nas.data import load_mnist
 from nas.spec import ArchSpec, Block, Conv3x3, Head, MaxPool
-from nas.train import (DeviceError, EpochReport, TrainConfig, TrainingDiverged, one_cycle,
-                       resolve_device, train)
+from nas.train import (DeviceError, EpochReport, TrainConfig, TrainingDiverged, _CpuDropout,
+                       _training_view, one_cycle, precision_for, resolve_device,
+                       resolve_precision, train)
 from nas.zoo import bn_dropout_16k
 
 FAST = TrainConfig(epochs=2, batch_size=64, lr=0.1, eval_batch_size=256)
@@ -25,7 +29,7 @@ def test_learns_the_synthetic_task_and_reports_every_epoch(splits):
     assert [r.epoch for r in reports] == [1, 2, 3]
     assert result.accuracies == [r.accuracy for r in reports]
     assert result.final_accuracy > 0.8  # chance is 0.1
-    assert all(l > 0 for l in result.train_losses)
+    assert all(loss > 0 for loss in result.train_losses)
 
 
 def test_same_seed_same_numbers_other_seed_other_numbers(splits):
@@ -78,3 +82,121 @@ def test_devices():
 def test_config_round_trip():
     cfg = replace(FAST, lr=0.3, seed=7)
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_old_configs_with_bf16_switches_still_load():
+    old = {**FAST.to_dict(), "bf16": True, "bf16_cpu": None}
+    del old["precision"], old["fast_cpu_dropout"]
+    assert TrainConfig.from_dict(old) == FAST and FAST.precision == "auto"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        TrainConfig(precision="fp8")
+
+
+# -- precision policy --------------------------------------------------------------------------
+@pytest.mark.parametrize("capability, expected", [
+    ((9, 0), "bf16"), ((8, 9), "bf16"), ((8, 0), "bf16"),  # H100, RTX 40xx, A100
+    ((7, 5), "fp16"), ((7, 0), "fp16"),  # T4 / RTX 20xx, V100
+    ((6, 1), "fp32"), ((5, 2), "fp32"),  # Pascal, Maxwell
+])
+def test_auto_precision_on_cuda_goes_by_compute_capability(capability, expected):
+    assert resolve_precision("cuda", "auto", capability) == expected
+
+
+def test_auto_precision_on_cpu_goes_by_bf16_units_and_requests_win():
+    assert resolve_precision("cpu", "auto", cpu_bf16=True) == "bf16"
+    assert resolve_precision("cpu", "auto", cpu_bf16=False) == "fp32"
+    assert resolve_precision("mps", "auto") == "fp32"
+    for requested in ("bf16", "fp16", "fp32"):
+        assert resolve_precision("cuda", requested, (7, 5)) == requested
+        assert resolve_precision("cpu", requested, cpu_bf16=False) == requested
+    assert precision_for("cpu") in ("bf16", "fp32")
+    assert precision_for(torch.device("cpu"), "fp16") == "fp16"
+    with pytest.raises(ValueError, match="needs the compute capability"):
+        resolve_precision("cuda", "auto")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("cpu", "float16")
+
+
+class _CountingScaler(torch.amp.GradScaler):
+    """The real GradScaler, counting what the trainer asks of it."""
+
+    made: list[_CountingScaler] = []
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = {"scale": 0, "step": 0, "update": 0}
+        _CountingScaler.made.append(self)
+
+    def scale(self, outputs):
+        self.calls["scale"] += 1
+        return super().scale(outputs)
+
+    def step(self, optimizer, *args, **kwargs):
+        self.calls["step"] += 1
+        return super().step(optimizer, *args, **kwargs)
+
+    def update(self, new_scale=None):
+        self.calls["update"] += 1
+        return super().update(new_scale)
+
+
+@pytest.mark.parametrize("precision, dtype", [
+    ("fp16", torch.float16), ("bf16", torch.bfloat16), ("fp32", torch.float32)])
+def test_each_precision_trains_in_its_dtype_and_only_fp16_scales_the_loss(
+        splits, monkeypatch, precision, dtype):
+    monkeypatch.setattr(torch.amp, "GradScaler", _CountingScaler)
+    _CountingScaler.made = []
+    seen: set[torch.dtype] = set()
+    orig = nn.Conv2d.forward
+    monkeypatch.setattr(nn.Conv2d, "forward", lambda self, x: seen.add(
+        (out := orig(self, x)).dtype) or out)
+    cfg = replace(FAST, precision=precision)
+    result = train(bn_dropout_16k(), *splits, cfg, "cpu")
+    assert result.precision == precision and seen == {dtype}
+    assert result.final_accuracy > 0.5  # it learned (chance is 0.1)
+    steps = cfg.epochs * (len(splits[0]) // cfg.batch_size)
+    if precision == "fp16":
+        (scaler,) = _CountingScaler.made
+        assert scaler.calls == {"scale": steps, "step": steps, "update": steps}
+    else:
+        assert _CountingScaler.made == []
+
+
+# -- dropout on CPU ----------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cpu_dropout_is_nn_dropout_in_distribution(dtype):
+    p = 0.1
+    x = (torch.rand(64, 16, 28, 28) + 0.5).to(dtype).contiguous(
+        memory_format=torch.channels_last).requires_grad_()
+    torch.manual_seed(0)
+    y = _CpuDropout(p)(x)
+    ref = F.dropout(x, p, training=True)
+    assert y.dtype == dtype and y.is_contiguous(memory_format=torch.channels_last)
+    kept = y != 0
+    assert abs((~kept).float().mean().item() - p) < 0.002  # 3.2M draws: sd 1.7e-4
+    # kept elements are scaled exactly as aten's dropout scales them (1 / (1 - p) in dtype)
+    scale = torch.ones((), dtype=dtype).div(1 - p)
+    scaled = x * scale
+    assert torch.equal(y[kept], scaled[kept])
+    assert torch.equal(ref[ref != 0], scaled[ref != 0])
+    y.sum().backward()  # the gradient uses the same mask and scale
+    assert torch.equal(x.grad, torch.where(kept, scale, torch.zeros((), dtype=dtype)))
+    torch.manual_seed(0)
+    assert torch.equal(_CpuDropout(p)(x), y)  # the default generator's seed fixes the mask
+    assert not torch.equal(_CpuDropout(p)(x), y)
+    assert _CpuDropout(p).eval()(x) is x and _CpuDropout(0.0)(x) is x
+
+
+def test_training_view_swaps_dropouts_on_cpu_only_and_leaves_the_model_as_built():
+    from nas.builder import build
+
+    model = build(bn_dropout_16k())
+    view = _training_view(model, torch.device("cpu"), FAST)
+    kinds = [type(m) for m in view]
+    assert kinds.count(_CpuDropout) == 2 and nn.Dropout not in kinds
+    assert all(v is m for v, m in zip(view, model) if type(m) is not nn.Dropout)
+    assert [type(m) for m in model].count(nn.Dropout) == 2
+    assert _training_view(model, torch.device("cpu"),
+                          replace(FAST, fast_cpu_dropout=False)) is model
+    assert _training_view(model, torch.device("cuda"), FAST) is model
+    assert train_module.use_bf16(torch.device("cpu"), replace(FAST, precision="bf16"))

@@ -1,0 +1,252 @@
+"""Faults done to real processes: kill -9 mid-trial, SIGTERM and SIGINT to a multi-worker
+search, two searches on one study, a read-only database, a full file system, a foreign study.
+Each ends in one line and the right exit status, loses nothing, leaves no process behind, and
+the next search ends with exactly --trials trained candidates, none trained twice."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nas import record
+from nas.processes import is_alive
+from nas.storage import open_storage
+from tests.helpers import write_mnist
+
+STUDY = "f"
+
+
+def nas_cmd(module: str, db: str, data: Path, *extra: str) -> list[str]:
+    common = ["--storage", db] + (["--data-dir", str(data)] if module != "export" else [])
+    if module == "search":
+        # Small networks on 200 images, 8 epochs: a candidate takes a few seconds, long
+        # enough to be caught mid-training. No pruning: every candidate trains to the end.
+        common += ["--study-name", STUDY, "--epochs", "8", "--val-size", "100",
+                   "--batch-size", "100", "--max-params", "12000", "--pruner", "none",
+                   "--no-progress"]
+    return [sys.executable, "-m", f"nas.{module}", *common, *extra]
+
+
+@pytest.fixture(scope="module")
+def small_mnist_dir(tmp_path_factory) -> Path:
+    return write_mnist(tmp_path_factory.mktemp("small"), n_train=300, n_test=50)
+
+
+def start(argv: list[str], **kw) -> subprocess.Popen:
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            **kw)
+
+
+def trials(db: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=STUDY, storage=open_storage(db)).get_trials()
+
+
+def wait_for(cond: Callable[[], bool], what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def training(db: str) -> list[optuna.trial.FrozenTrial]:
+    """Trials that are RUNNING and past their first epoch."""
+    try:
+        return [t for t in trials(db) if t.state == TrialState.RUNNING and record.curve_of(t)]
+    except Exception:  # noqa: BLE001 - the study may not exist yet
+        return []
+
+
+def assert_healthy(db: str, n_trained: int) -> None:
+    """Exactly ``n_trained`` trained, nothing RUNNING, no architecture trained twice, every
+    interrupted trial with its reason."""
+    ts = trials(db)
+    trained = [t for t in ts if record.was_trained(t)]
+    assert len(trained) == n_trained
+    assert not [t.number for t in ts if t.state == TrialState.RUNNING]
+    assert len({record.key_of(t) for t in trained}) == n_trained
+    for t in ts:
+        if record.outcome_of(t) == record.INTERRUPTED:
+            assert t.state == TrialState.FAIL and record.reason_of(t)
+
+
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture()
+def db(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'nas.db'}"
+
+
+def test_kill_9_mid_trial_then_resume(db, small_mnist_dir):
+    p = start(nas_cmd("search", db, small_mnist_dir, "--trials", "3"))
+    wait_for(lambda: training(db), "a trial in training")
+    (victim,) = training(db)
+    p.kill()
+    p.wait()
+    assert trials(db)[victim.number].state == TrialState.RUNNING  # what kill -9 leaves
+    done = subprocess.run(nas_cmd("search", db, small_mnist_dir, "--trials", "3"),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    after = trials(db)[victim.number]
+    assert after.state == TrialState.FAIL and record.outcome_of(after) == record.INTERRUPTED
+    assert "died" in record.reason_of(after)
+    assert_healthy(db, 3)
+    # The resumed run drew new candidates: no trial repeats the parameters of an earlier one.
+    params = [tuple(sorted(t.params.items())) for t in trials(db)]
+    assert len(set(params)) == len(params)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_to_a_multi_worker_search_stops_every_worker(db, small_mnist_dir, sig, code):
+    p = start(nas_cmd("search", db, small_mnist_dir, "--trials", "6", "--workers", "2"))
+    wait_for(lambda: len(training(db)) == 2, "both workers in training")
+    pids = {t.user_attrs[record.PROCESS]["pid"] for t in training(db)}
+    procs = [t.user_attrs[record.PROCESS] for t in training(db)]
+    assert len(pids) == 2 and p.pid not in pids
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == code, err
+    assert f"interrupted by {sig.name}" in one_line(err)
+    assert not [proc for proc in procs if is_alive(proc)]  # no orphan, by PID
+    interrupted = [t for t in trials(db) if record.outcome_of(t) == record.INTERRUPTED]
+    assert len(interrupted) == 2
+    assert all(t.state == TrialState.FAIL and sig.name in record.reason_of(t)
+               for t in interrupted)
+    assert not [t for t in trials(db) if t.state == TrialState.RUNNING]
+
+
+def test_workers_die_with_their_parent_even_on_kill_9(db, small_mnist_dir):
+    p = start(nas_cmd("search", db, small_mnist_dir, "--trials", "6", "--workers", "2"))
+    wait_for(lambda: len(training(db)) == 2, "both workers in training")
+    procs = [t.user_attrs[record.PROCESS] for t in training(db)]
+    p.kill()
+    p.wait()
+    wait_for(lambda: not [proc for proc in procs if is_alive(proc)], "the workers to end", 30)
+    done = subprocess.run(nas_cmd("search", db, small_mnist_dir, "--trials", "3"),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert_healthy(db, max(3, sum(record.was_trained(t) for t in trials(db))))
+
+
+def test_a_worker_killed_is_noticed_at_once(db, small_mnist_dir):
+    p = start(nas_cmd("search", db, small_mnist_dir, "--trials", "20", "--workers", "2"))
+    wait_for(lambda: len(training(db)) == 2, "both workers in training")
+    victim, other = (t.user_attrs[record.PROCESS] for t in training(db))
+    os.kill(victim["pid"], signal.SIGKILL)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 1
+    line = one_line(err)
+    assert f"(pid {victim['pid']}) was killed by SIGKILL" in line and "stopped" in line
+    assert not is_alive(other)
+    assert not [t for t in trials(db) if t.state == TrialState.RUNNING]
+
+
+def test_two_searches_on_one_study_train_no_identical_pair(db, small_mnist_dir):
+    subprocess.run(nas_cmd("search", db, small_mnist_dir, "--trials", "1"), check=True,
+                   capture_output=True, timeout=300)  # the study exists: both resume it
+    ps = [start(nas_cmd("search", db, small_mnist_dir, "--trials", "3")) for _ in range(2)]
+    for p in ps:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    ts = trials(db)
+    trained = [t for t in ts if record.was_trained(t)]
+    assert len(trained) >= 3
+    assert len({record.key_of(t) for t in trained}) == len(trained)
+    params = [tuple(sorted(t.params.items())) for t in ts]
+    assert len(set(params)) == len(params)
+
+
+def test_ctrl_c_to_a_single_process_search_is_one_line(db, small_mnist_dir):
+    p = start(nas_cmd("search", db, small_mnist_dir, "--trials", "3"))
+    wait_for(lambda: training(db), "a trial in training")
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130
+    assert "interrupted by SIGINT" in one_line(err)
+    (t,) = [t for t in trials(db) if record.outcome_of(t) == record.INTERRUPTED]
+    assert t.state == TrialState.FAIL
+    assert_healthy(db, sum(record.was_trained(t) for t in trials(db)))
+
+
+def test_a_full_file_system_is_one_line_and_loses_nothing(db, tmp_path, small_mnist_dir):
+    subprocess.run(nas_cmd("search", db, small_mnist_dir, "--trials", "1"), check=True,
+                   capture_output=True, timeout=300)
+    before = [(t.number, t.state, t.value) for t in trials(db)]
+    limit = sum(f.stat().st_size for f in tmp_path.glob("nas.db*")) + 4096
+
+    def small_disk() -> None:  # files may not grow past the limit: ENOSPC's sibling, EFBIG
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    full = subprocess.run(nas_cmd("search", db, small_mnist_dir, "--trials", "5"),
+                          capture_output=True, text=True, timeout=300, preexec_fn=small_disk)
+    assert full.returncode == 2
+    assert one_line(full.stderr).startswith(f"python -m nas.search: error: storage {db}: ")
+    assert [(t.number, t.state, t.value) for t in trials(db)][:len(before)] == before
+    done = subprocess.run(nas_cmd("search", db, small_mnist_dir, "--trials", "2"),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert_healthy(db, 2)
+
+
+def unprivileged() -> list[str]:
+    """A command prefix under which file permissions hold: root without the capabilities
+    that override them (setpriv, from util-linux); nothing for other users."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: no process here sees a file read-only")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+def test_a_read_only_database_is_one_line_before_any_work(small_mnist_dir):
+    prefix = unprivileged()
+    root = Path(tempfile.mkdtemp(prefix="nas-ro-"))
+    try:
+        os.chmod(root, 0o755)
+        data = Path(shutil.copytree(small_mnist_dir, root / "data"))
+        db = f"sqlite:///{root / 'nas.db'}"
+        subprocess.run(nas_cmd("search", db, data, "--trials", "1"), check=True,
+                       capture_output=True, timeout=300)
+        for f in root.glob("nas.db*"):
+            os.chmod(f, 0o444)
+        before = (root / "nas.db").read_bytes()
+        for module, extra in (("search", ["--trials", "2"]),
+                              ("replay", ["--epochs", "1", "--seeds", "1", "--out",
+                                          str(root / "r"), "--no-progress"])):
+            p = subprocess.run(prefix + nas_cmd(module, db, data, *extra), capture_output=True,
+                               text=True, timeout=300, cwd=root)
+            assert p.returncode == 2, p.stderr
+            assert "read" in one_line(p.stderr) and str(root) in p.stderr
+            assert "seed 0:" not in p.stdout  # refused before training
+        assert (root / "nas.db").read_bytes() == before
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_foreign_study_is_refused_by_every_command(db, small_mnist_dir):
+    study = optuna.create_study(storage=open_storage(db), study_name=STUDY)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    for module, extra in (("search", ["--trials", "1"]), ("export", ["--out", "e"]),
+                          ("replay", ["--seeds", "1"])):
+        p = subprocess.run(nas_cmd(module, db, small_mnist_dir, *extra), capture_output=True,
+                           text=True, timeout=300)
+        assert p.returncode == 2
+        assert "was not made by nas.search" in one_line(p.stderr)
+    assert len(trials(db)) == 2
