@@ -47,7 +47,8 @@ from typing import Any
 import torch
 
 from nas import record
-from nas.cli import Parser, UserError, describe, nonneg_int, positive_int, run
+from nas.cli import (DATA_DIR_HELP, DEVICE_HELP, Parser, UserError, describe, nonneg_int,
+                     positive_int, run)
 from nas.data import DEFAULT_DATA_DIR, FILES, Split, load_mnist
 from nas.layers import plan
 from nas.spec import ArchSpec
@@ -403,8 +404,9 @@ def _host_line(h: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     cuda = torch.cuda.is_available()
     p = Parser(prog="python -m nas.bench", description=describe(__doc__))
-    p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))
-    p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"),
+                   help=DEVICE_HELP)
+    p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help=DATA_DIR_HELP)
     p.add_argument("--rounds", type=positive_int, default=3, help="a/b pairs (default 3)")
     p.add_argument("--images", type=positive_int, default=60_000,
                    help="images per measurement (default: one 60,000-image epoch)")
@@ -412,11 +414,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="schedule of the one-candidate timing (default: the search default; "
                         "0 skips it)")
     p.add_argument("--workers", default="1,2,4,8" if cuda else "1,2",
-                   help="worker counts for the search throughput ('' skips it)")
-    p.add_argument("--search-trials", type=positive_int, default=16 if cuda else 4)
+                   help="worker counts for the search throughput, comma-separated ('' skips "
+                        "it) (default %(default)s: 1,2,4,8 on CUDA, 1,2 on CPU)")
+    p.add_argument("--search-trials", type=positive_int, default=16 if cuda else 4,
+                   help="trained trials per search-throughput run (default %(default)s: 16 on "
+                        "CUDA, 4 on CPU)")
     p.add_argument("--search-epochs", type=positive_int, default=None,
                    help="schedule of the search runs (default: 20 on CUDA, 1 on CPU)")
-    p.add_argument("--threads", type=positive_int, default=torch.get_num_threads())
+    p.add_argument("--threads", type=positive_int, default=torch.get_num_threads(),
+                   help="CPU threads of each measured process (default %(default)s: torch's "
+                        "default on this machine)")
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="precision of the nas trainer (b) and the search runs (default "
                         "%(default)s: bf16 on CUDA >= 8.0 and CPUs with bf16 units, fp16 with a "
@@ -428,7 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
                    help="also time the nas trainer with these settings changed, e.g. "
                         "channels_last=false or batch_size=512,lr=0.4 (repeatable)")
-    p.add_argument("--out", type=Path, default=Path("bench") / "results")
+    p.add_argument("--out", type=Path, default=Path("bench") / "results",
+                   help="folder for the JSON and Markdown results (default %(default)s)")
     a = p.parse_args(argv)
     device = resolve_device(a.device)
     load_mnist(a.data_dir)

@@ -72,6 +72,17 @@ def make_dir(path: Path, flag: str = "--out") -> Path:
     return path
 
 
+# Help lines several entry points share, so that they say the same thing.
+ARTIFACT_DIR_HELP = ("folder of the study's Optuna artifacts (each trial's arch.json and layer "
+                     "table, replay weights, ONNX, reports) (default: beside the database: "
+                     "nas.db.artifacts/ for sqlite:///nas.db, nas.log.artifacts/ for "
+                     "journal:nas.log; ./nas-artifacts for server databases)")
+DATA_DIR_HELP = ("folder holding the four MNIST IDX files (train-images-idx3-ubyte, "
+                 "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte; "
+                 "gzipped or not), directly or under MNIST/raw/ or raw/ (default %(default)s)")
+
+DEVICE_HELP = "auto: cuda when available, else cpu (default %(default)s)"
+
 positive_int = _int_at_least(1, "positive")
 nonneg_int = _int_at_least(0, "non-negative")
 

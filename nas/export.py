@@ -1,30 +1,43 @@
 """``python -m nas.export``: a trial's architecture as files that need no ``nas`` to use.
 
-Writes ``arch.json`` (the spec), ``model.py`` (standalone PyTorch source, same parameter count),
-``summary.md`` (layer table, parameters, receptive field, validation accuracy) and, when a
-replay of the trial has produced weights, ``weights.pt`` (seed 0's: picking the best seed would
-be selection on the test set) and ``model.onnx``.
+Writes ``arch.json`` (the spec), ``model.py`` (standalone PyTorch source, same parameter count,
+with its ``preprocess``), ``summary.md`` (layer table, parameters, receptive field, accuracy,
+the input contract) and, when a replay of the trial has produced weights, ``weights.pt`` (seed
+0's: picking the best seed would be selection on the test set) and ``model.onnx``: one
+self-contained file whose input is raw uint8 pixels (see :mod:`nas.onnx_export`). The weights
+are read back from the study's artifact store, so a study copied with its artifact folder
+exports anywhere.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 import torch
 
 from nas import record
-from nas.builder import build
-from nas.cli import Parser, UserError, describe, make_dir, nonneg_int, run
+from nas.artifacts import artifact_dir, open_store
+from nas.cli import (ARTIFACT_DIR_HELP, Parser, UserError, describe, make_dir, nonneg_int,
+                     run)
 from nas.codegen import model_source
 from nas.layers import plan
+from nas.onnx_export import INPUT_CONTRACT, INPUT_NAME, metadata, write_onnx
 from nas.spec import ArchSpec
 from nas.storage import load_study, open_storage
 
+if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore
 
-def export(study: optuna.Study, trial_number: int | None, out: Path) -> list[Path]:
-    """Write the files; returns their paths."""
+
+def export(study: optuna.Study, trial_number: int | None, out: Path,
+           store: ArtifactStore | None = None) -> list[Path]:
+    """Write the files; returns their paths. ``store`` is the study's artifact store
+    (:func:`nas.artifacts.open_store`), where a replay's weights are; without it only the
+    weights of a replay recorded by nas 0.1 (an absolute path) can be found."""
     t = record.select_trial(study, trial_number)
     spec = record.spec_of(t)
     make_dir(out)
@@ -34,35 +47,24 @@ def export(study: optuna.Study, trial_number: int | None, out: Path) -> list[Pat
         written[1].write_text(model_source(spec))
         replay = record.replay_of(study, t.number)
         written[2].write_text(_summary(study, t, spec, replay))
-        state = _replay_weights(replay, spec)
-        if state is not None:
-            torch.save(state, out / "weights.pt")
+        ckpt = record.replay_checkpoint(study, t.number, spec, store)
+        if ckpt is not None:
+            torch.save(ckpt, out / "weights.pt")
             written.append(out / "weights.pt")
-            written.append(export_onnx(spec, out / "weights.pt", out / "model.onnx"))
+            written.append(write_onnx(spec, ckpt["state_dict"], out / "model.onnx",
+                                      metadata(spec, _test_accuracy(replay))))
     except OSError as e:
         raise UserError(f"--out {out}: {e.strerror or e}") from None
     return written
 
 
-def _replay_weights(replay: dict | None, spec: ArchSpec) -> dict | None:
-    """Seed 0's checkpoint of the trial's replay, when it is still where the replay wrote it
-    and is what nas wrote: a checkpoint of this very spec (the path comes from the study,
-    which may have been copied from elsewhere; anything else is not copied)."""
-    if not replay or not replay.get("weights"):
+def _test_accuracy(replay: dict | None) -> str | None:
+    """The replay's accuracy as the ONNX metadata states it (seed 0's weights are exported;
+    the mean over seeds is the figure to quote)."""
+    if not replay:
         return None
-    return record.checkpoint_of(Path(replay["weights"][0]), spec)
-
-
-def export_onnx(spec: ArchSpec, weights: Path, path: Path) -> Path:
-    """ONNX of the trained network: input (N, 1, 28, 28) normalised floats, output logits."""
-    model = build(spec)
-    model.load_state_dict(record.load_weights(weights))
-    model.eval()
-    x = torch.zeros(1, spec.in_channels, spec.input_size, spec.input_size)
-    torch.onnx.export(model, (x,), str(path), input_names=["image"], output_names=["logits"],
-                      dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True,
-                      verbose=False)
-    return path
+    return (f"{replay['test_acc_final'][0]:.4f} (this file: seed 0, final epoch); mean over "
+            f"{len(replay['seeds'])} seed(s) {replay['mean']:.4f} ± {replay['std']:.4f}")
 
 
 def _summary(study: optuna.Study, t: optuna.trial.FrozenTrial, spec: ArchSpec,
@@ -80,20 +82,35 @@ def _summary(study: optuna.Study, t: optuna.trial.FrozenTrial, spec: ArchSpec,
                      f"({replay['date']})")
     else:
         lines.append("- test accuracy: not measured yet (run `python -m nas.replay`)")
-    return "\n".join(lines) + "\n\n" + p.table() + "\n"
+    lines += ["", "## Input", "",
+              f"- `model.onnx` (one self-contained file) takes `{INPUT_NAME}`: "
+              f"{INPUT_CONTRACT}.",
+              "- `model.py` builds the bare network, which takes normalised floats: pass "
+              "images through its `preprocess` first."]
+    return "\n".join(lines) + "\n\n## Layers\n\n" + p.table() + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = Parser(prog="python -m nas.export", description=describe(__doc__))
-    p.add_argument("--storage", default="sqlite:///nas.db")
+    p.add_argument("--storage", default="sqlite:///nas.db",
+                   help="the study's storage: SQLAlchemy URL or journal:PATH "
+                        "(default %(default)s)")
     p.add_argument("--study-name", default=None, help="default: the storage's only study")
     p.add_argument("--trial", type=nonneg_int, default=None, help="default: the best trial")
-    p.add_argument("--out", type=Path, default=Path("export"))
+    p.add_argument("--out", type=Path, default=Path("export"),
+                   help="folder to write the files to (default %(default)s)")
+    p.add_argument("--artifact-dir", default=None, help=ARTIFACT_DIR_HELP)
     a = p.parse_args(argv)
     study = load_study(open_storage(a.storage, create=False), a.study_name, a.storage)
     record.check_made_by_nas(study, a.storage)
-    for path in export(study, a.trial, a.out):
+    files = export(study, a.trial, a.out, open_store(a.storage, a.artifact_dir, create=False))
+    for path in files:
         print(path)
+    number = record.select_trial(study, a.trial).number
+    if record.replay_of(study, number) and a.out / "model.onnx" not in files:
+        print(f"note: the weights of trial {number}'s replay are not in "
+              f"{artifact_dir(a.storage, a.artifact_dir)} (copy the artifact folder with the "
+              f"database, or pass --artifact-dir): architecture files only", file=sys.stderr)
     return 0
 
 

@@ -36,7 +36,8 @@ import optuna
 import torch
 
 from nas import record
-from nas.cli import Parser, UserError, describe, nonneg_int, positive_int, run
+from nas.cli import (DATA_DIR_HELP, DEVICE_HELP, Parser, UserError, describe, nonneg_int,
+                     positive_int, run)
 from nas.data import DEFAULT_DATA_DIR, Split, load_mnist
 from nas.layers import plan
 from nas.search_space import sample_spec
@@ -322,7 +323,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     add("--candidates", type=positive_int, default=16, help="architectures (default 16)")
     add("--max-params", type=positive_int, default=20_000, help="budget (default 20,000)")
     add("--epochs", type=positive_int, default=15, help="the full schedule (default 15)")
-    add("--seed", type=nonneg_int, default=0, help="sampling seed (default 0)")
+    add("--seed", type=nonneg_int, default=0,
+        help="seeds the random draw of the candidate architectures (training uses seed 0 and "
+             "the --extra-seeds) (default %(default)s)")
     add("--seeds-spread", type=nonneg_int, default=3,
         help="candidates trained on extra seeds (default 3)")
     add("--extra-seeds", type=nonneg_int, default=2, help="extra seeds for those (default 2)")
@@ -332,10 +335,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="training images of the subset proxy (default 10,000)")
     add("--subset-epochs", type=positive_int, default=4, help="its schedule (default 4)")
     add("--val-size", type=positive_int, default=10_000, help="validation images (default 10,000)")
-    add("--data-dir", default=str(DEFAULT_DATA_DIR))
-    add("--device", default="auto", choices=("auto", "cuda", "cpu"))
+    add("--data-dir", default=str(DEFAULT_DATA_DIR), help=DATA_DIR_HELP)
+    add("--device", default="auto", choices=("auto", "cuda", "cpu"), help=DEVICE_HELP)
     add("--out", type=Path, default=Path("results"), help="output folder (default results/)")
-    add("--threads", type=positive_int, default=torch.get_num_threads(), help="CPU threads")
+    add("--threads", type=positive_int, default=torch.get_num_threads(),
+        help="CPU threads (default %(default)s: torch's default on this machine)")
     add("--analyze-only", action="store_true", help="rewrite the report from the run file")
     a = p.parse_args(argv)
     command = "python -m nas.fidelity " + shlex.join(sys.argv[1:] if argv is None else argv)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import optuna
 import torch
@@ -36,6 +36,7 @@ class Objective:
     max_params: int
     device: torch.device
     on_epoch: Callable[[Trial, EpochReport], None] | None = None  # progress display
+    artifacts: Any = None  # an Optuna ArtifactStore (nas.artifacts.open_store); None: no files
 
     def __call__(self, trial: Trial) -> float:
         record.write_process(trial)
@@ -65,6 +66,7 @@ class Objective:
             return _reuse(trial, twin)
 
         record.write_training_start(trial, device_name(self.device), self.cfg.to_dict(), p)
+        record.write_arch_artifacts(trial, self.artifacts, p)
         record.write_precision(trial, precision_for(self.device, self.cfg.precision))
         accs: list[float] = []
 
@@ -110,4 +112,5 @@ def _reuse(trial: Trial, twin: FrozenTrial) -> float:
 
 def _reject(trial: Trial, reason: str) -> NoReturn:
     record.write_outcome(trial, record.REJECTED, reason)
+    record.write_rejected_note(trial, reason)
     raise optuna.TrialPruned(f"rejected: {reason}")

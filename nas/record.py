@@ -15,17 +15,24 @@ The format is stable: studies written by earlier releases read back unchanged
 from __future__ import annotations
 
 import platform
+import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
+from optuna.artifacts import download_artifact, upload_artifact
+from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from nas import __version__
 from nas.layers import Plan
 from nas.processes import is_alive, this_process
 from nas.spec import ArchSpec
+
+if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore
 
 # -- trial user attributes ---------------------------------------------------------------------
 SPEC = "spec"  # the ArchSpec as JSON text
@@ -82,6 +89,30 @@ def write_study(study: optuna.Study, identity: dict[str, Any], dataset: dict[str
     study.set_user_attr(MAX_PARAMS, max_params)
     study.set_user_attr(EPOCHS, epochs)
     study.set_user_attr(VERSIONS, versions())
+    write_dashboard_labels(study)
+
+
+STUDY_NOTE = """## How to read this study (nas)
+
+- **Pruned** with user attribute `outcome=rejected` (note: *rejected: ..., not trained*):
+  the candidate was over the parameter budget or impossible; it was never built or trained.
+  It is PRUNED only so that Optuna's sampler learns the budget's edge (its constraint).
+- **Pruned** with `outcome=pruned`: trained, then stopped early by the pruner (its note
+  holds the layer table, its curve the epochs it ran). `outcome=duplicate`: an architecture
+  the study had already trained, not trained again.
+- **Artifacts**: every trained trial carries `arch.json` and `layers.md`; a replay's weights,
+  `model.onnx` and report are study artifacts named `trial<N>-...`, linked from the trial's
+  note. Open them with `optuna-dashboard --artifact-dir <database>.artifacts <storage>`.
+"""
+
+
+def write_dashboard_labels(study: optuna.Study) -> None:
+    """What optuna-dashboard shows about the study as a whole: the objective's name
+    (``val_acc``, not "Objective 0") and a note on how to read its trial states."""
+    with warnings.catch_warnings():  # set_metric_names is flagged experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([VAL_ACC])
+    save_note(study, STUDY_NOTE)
 
 
 def identity_of(study: optuna.Study) -> dict[str, Any] | None:
@@ -122,6 +153,13 @@ def write_outcome(trial: Trial, outcome: str, reason: str = "") -> None:
     trial.set_user_attr(OUTCOME, outcome)
     if reason:
         trial.set_user_attr(REASON, reason)
+
+
+def write_rejected_note(trial: Trial, reason: str) -> None:
+    """The dashboard note of a rejected candidate, so that it does not read like a pruned one
+    (both are PRUNED for Optuna)."""
+    save_note(trial, f"## Trial {trial.number}: rejected, not trained\n\n"
+                     f"rejected: {reason}, not trained\n")
 
 
 def write_training_start(trial: Trial, device: str, train_config: dict[str, Any],
@@ -300,16 +338,99 @@ REPLAY_KEYS = ("seeds", "test_acc_final", "mean", "std", "challenge_holds", "wei
                "device", "date", "train_config", "precision")
 
 
+REPLAY_ARTIFACTS = "artifacts"  # in a replay record: {file name: artifact id}
+
+
 def write_replay(study: optuna.Study, trial: FrozenTrial, report: dict[str, Any],
-                 note: str) -> None:
-    """A replay's summary on the study (for export) and in the trial's note (for people)."""
-    study.set_user_attr(_REPLAY.format(trial.number), {k: report[k] for k in REPLAY_KEYS})
+                 note: str, store: ArtifactStore | None = None,
+                 files: Sequence[Path] = ()) -> None:
+    """A replay's summary on the study (for export) and in the trial's note (for people).
+
+    With ``store``, ``files`` (each seed's weights, ``model.onnx``, the reports) are uploaded
+    first. Optuna refuses artifacts on a finished trial (UpdateFinishedTrialError), and a
+    replay comes after its trial finished, so they are *study* artifacts named
+    ``trial<N>-<name>``; the record keeps their ids under :data:`REPLAY_ARTIFACTS` and names
+    the weights by file name, never by a local path, and the note links them. Without a
+    store (or from nas 0.1) ``weights`` holds the absolute paths the replay wrote.
+    """
+    rec = {k: report[k] for k in REPLAY_KEYS}
+    if store is not None and files:
+        ids = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for f in files:
+                named = Path(tmp) / f"trial{trial.number}-{f.name}"
+                named.write_bytes(f.read_bytes())  # the upload takes its name from the path
+                ids[f.name] = upload_artifact(artifact_store=store, file_path=str(named),
+                                              study_or_trial=study,
+                                              mimetype=_MIMETYPES.get(f.suffix))
+        rec[REPLAY_ARTIFACTS] = ids
+        rec["weights"] = [Path(w).name for w in rec["weights"]]
+        links = "\n".join(f"- [trial{trial.number}-{name}](/artifacts/{study._study_id}/{aid})"
+                          for name, aid in ids.items())
+        note += (f"\n### Replay files (study artifacts)\n\n{links}\n\nAlso under the "
+                 f"study's Artifacts tab.\n")
+    study.set_user_attr(_REPLAY.format(trial.number), rec)
     # A finished trial cannot take new user attributes, but its note lives on the study.
     save_note(optuna.trial.Trial(study, trial._trial_id), note)
 
 
 def replay_of(study: optuna.Study, number: int) -> dict[str, Any] | None:
     return study.user_attrs.get(_REPLAY.format(number))
+
+
+def replay_checkpoint(study: optuna.Study, number: int, spec: ArchSpec,
+                      store: ArtifactStore | None) -> dict[str, Any] | None:
+    """Seed 0's checkpoint of trial ``number``'s replay (seed 0's: picking the best seed
+    would be selection on the test set), read back from the artifact store by id; for a
+    replay recorded before artifacts (nas 0.1), from the absolute path it recorded, if that
+    file is still there. None when there is no replay, the store or file is missing, or the
+    file is not a checkpoint of ``spec``."""
+    replay = replay_of(study, number)
+    if not replay or not replay.get("weights"):
+        return None
+    first = str(replay["weights"][0])
+    ids = replay.get(REPLAY_ARTIFACTS)
+    if not ids:
+        return checkpoint_of(Path(first), spec)
+    if store is None or Path(first).name not in ids:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "weights.pt"
+        try:
+            download_artifact(artifact_store=store, file_path=str(path),
+                              artifact_id=ids[Path(first).name])
+        except ArtifactNotFound:
+            return None
+        return checkpoint_of(path, spec)
+
+
+# -- artifacts ---------------------------------------------------------------------------------
+# The files themselves live in an Optuna artifact store (nas.artifacts.open_store: by default a
+# folder beside the database); Optuna links them to a trial or study by artifact id, so a
+# database copied with its artifact folder keeps every link.
+ARCH_FILE, LAYERS_FILE = "arch.json", "layers.md"  # a trained trial's artifacts
+_MIMETYPES = {".pt": "application/octet-stream", ".onnx": "application/octet-stream",
+              ".md": "text/markdown", ".json": "application/json"}
+
+
+def write_arch_artifacts(trial: Trial, store: ArtifactStore | None, plan: Plan) -> None:
+    """Attach the trial's architecture as artifacts: ``arch.json`` (the spec, what
+    ``nas.replay --spec`` takes) and ``layers.md`` (the layer table). No store: nothing."""
+    if store is None:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, text in ((ARCH_FILE, plan.spec.to_json(indent=2) + "\n"),
+                           (LAYERS_FILE, trial_note(plan, trial.number))):
+            path = Path(tmp) / name
+            path.write_text(text)
+            upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial,
+                            mimetype=_MIMETYPES[path.suffix])
+
+
+def artifact_names(trial: FrozenTrial, storage: optuna.storages.BaseStorage) -> list[str]:
+    """The file names of a trial's artifacts."""
+    return sorted(m.filename for m in optuna.artifacts.get_all_artifact_meta(
+        trial, storage=storage))
 
 
 # -- checkpoints -------------------------------------------------------------------------------
@@ -355,7 +476,7 @@ def trial_note(plan: Plan, number: int, extra: str = "") -> str:
             f"{plan.receptive_field}\n\n`{plan.spec.key()}`\n\n{plan.table()}\n{extra}")
 
 
-def save_note(trial: Trial, body: str) -> None:
+def save_note(trial: Trial | optuna.Study, body: str) -> None:
     from optuna_dashboard import save_note as _save
 
     _save(trial, body)

@@ -14,20 +14,28 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
 
 from nas import record
-from nas.cli import Parser, UserError, describe, make_dir, nonneg_int, positive_int, run
+from nas.artifacts import open_store
+from nas.cli import (ARTIFACT_DIR_HELP, DATA_DIR_HELP, DEVICE_HELP, Parser, UserError,
+                     describe, make_dir, nonneg_int, positive_int, run)
 from nas.data import DEFAULT_DATA_DIR, load_mnist
 from nas.layers import plan
+from nas.onnx_export import metadata, write_onnx
 from nas.spec import ArchSpec
 from nas.storage import StorageError, check_writable, faults, load_study, open_storage
 from nas.train import (PRECISIONS, EpochReport, TrainConfig, TrainingDiverged, device_name,
                        resolve_device, train)
 from nas.zoo import CHALLENGE_ACCURACY, CHALLENGE_EPOCHS, REFERENCE
+
+if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore
+
+REPLAY_FILES = ("model.onnx", "report.md", "report.json")  # besides each seed's weights
 
 
 @dataclass
@@ -109,11 +117,15 @@ def replay(study: optuna.Study, trial_number: int | None, seeds: int, epochs: in
     return report
 
 
-def record_replay(study: optuna.Study, report: ReplayReport) -> None:
-    """The report on the study (for export) and in the trial's dashboard note (for people)."""
+def record_replay(study: optuna.Study, report: ReplayReport,
+                  store: ArtifactStore | None = None) -> None:
+    """The report on the study (for export) and in the trial's dashboard note (for people);
+    with ``store``, the weights, ONNX and reports as the study's artifacts."""
     t = record.select_trial(study, report.trial)
     note = record.trial_note(plan(record.spec_of(t)), t.number, "\n" + report.markdown())
-    record.write_replay(study, t, report.to_dict(), note)
+    out = Path(report.weights[0]).parent
+    files = [Path(w) for w in report.weights] + [out / name for name in REPLAY_FILES]
+    record.write_replay(study, t, report.to_dict(), note, store, files)
 
 
 def retrain(report: ReplayReport, spec: ArchSpec, cfg: TrainConfig, device: torch.device,
@@ -162,11 +174,17 @@ def retrain(report: ReplayReport, spec: ArchSpec, cfg: TrainConfig, device: torc
                   f"({result.seconds:.1f} s)")
     (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2))
     (out / "report.md").write_text(report.markdown() + "\n" + plan(spec).table() + "\n")
+    seed0 = record.load_weights(Path(report.weights[0]))
+    acc = (f"{report.test_acc_final[0]:.4f} (this file: seed 0, final epoch); mean over "
+           f"{len(report.seeds)} seed(s) {report.mean:.4f} ± {report.std:.4f}")
+    write_onnx(spec, seed0, out / "model.onnx", metadata(spec, acc))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = Parser(prog="python -m nas.replay", description=describe(__doc__))
-    p.add_argument("--storage", default="sqlite:///nas.db")
+    p.add_argument("--storage", default="sqlite:///nas.db",
+                   help="the study's storage: SQLAlchemy URL or journal:PATH "
+                        "(default %(default)s)")
     p.add_argument("--study-name", default=None, help="default: the storage's only study")
     p.add_argument("--trial", type=nonneg_int, default=None, help="default: the best trial")
     p.add_argument("--spec", default=None,
@@ -174,16 +192,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                         + ", ".join(REFERENCE) + "), trained with the default settings")
     p.add_argument("--max-params", type=positive_int, default=20_000,
                    help="budget the challenge check uses with --spec (default %(default)s)")
-    p.add_argument("--seeds", type=positive_int, default=3)
+    p.add_argument("--seeds", type=positive_int, default=3,
+                   help="independent retrainings, seeds 0..K-1 (default %(default)s)")
     p.add_argument("--epochs", type=positive_int, default=None, help="default: the study's")
-    p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))
-    p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"),
+                   help=DEVICE_HELP)
+    p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help=DATA_DIR_HELP)
     p.add_argument("--out", type=Path, default=None,
-                   help="default runs/replay-<study>-trial<N>")
+                   help="folder for the weights, reports and model.onnx (default "
+                        "runs/replay-<study>-trial<N>)")
     p.add_argument("--precision", default=None, choices=PRECISIONS,
                    help="default: the trial's recorded setting (auto for --spec: by device)")
-    p.add_argument("--deterministic", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic kernels: same seed, same device, same numbers; slower "
+                        "(default: off)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (default: shown)")
+    p.add_argument("--artifact-dir", default=None, help=ARTIFACT_DIR_HELP)
     a = p.parse_args(argv)
     device = resolve_device(a.device)
     if a.spec is not None:
@@ -201,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_writable(a.storage)  # the result is recorded on the study: say so before training
         study = load_study(open_storage(a.storage, create=False), a.study_name, a.storage)
         record.check_made_by_nas(study, a.storage)
+        store = open_store(a.storage, a.artifact_dir, create=True)  # the study exists: a folder
         load_mnist(a.data_dir)
         r = replay(study, a.trial, a.seeds, a.epochs, device, a.data_dir, a.out,
                    a.deterministic, progress=not a.no_progress, precision=a.precision)
@@ -208,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.spec is None:
         try:  # after printing: a fault here loses no result
             with faults(a.storage):
-                record_replay(study, r)
+                record_replay(study, r, store)
         except StorageError as e:
             raise StorageError(f"the result above was not recorded on the study: {e}") from None
     return 0
@@ -222,7 +248,8 @@ def _print(r: ReplayReport) -> None:
     for k, ok in r.challenge().items():
         print(f"  {'PASS' if ok else 'FAIL'}  {k}")
     out = Path(r.weights[0]).parent
-    print(f"weights and report: {out}/ (report.json, report.md)", flush=True)
+    print(f"weights, report and ONNX: {out}/ (seed0.pt ..., report.json, report.md, "
+          f"model.onnx)", flush=True)
 
 
 def load_spec(arg: str) -> ArchSpec:

@@ -28,6 +28,7 @@ import torch
 
 from nas import record
 from nas.cli import USER_ERRORS, UserError
+from nas.artifacts import open_store
 from nas.data import load_mnist
 from nas.layers import param_count
 from nas.objectives import Objective
@@ -78,7 +79,8 @@ def run_worker(cfg: SearchConfig, tickets: Tickets, progress: bool) -> None:
                                   sampler=make_sampler(cfg.sampler, cfg.seed),
                                   pruner=make_pruner(cfg.pruner, cfg.train.epochs))
         bars = _Bars(study, cfg.trials, cfg.train.epochs, enabled=progress)
-        objective = Objective(tr, val, cfg.train, cfg.max_params, device, on_epoch=bars.epoch)
+        objective = Objective(tr, val, cfg.train, cfg.max_params, device, on_epoch=bars.epoch,
+                              artifacts=open_store(cfg.storage, cfg.artifact_dir, create=True))
         try:
             while tickets.take():
                 until = _UntilTrained(bars)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from nas.cli import Parser, describe, nonneg_int, positive_float, positive_int, run
+from nas.cli import (ARTIFACT_DIR_HELP, DATA_DIR_HELP, DEVICE_HELP, Parser, describe,
+                     nonneg_int, positive_float, positive_int, run)
 from nas.runner import search
 from nas.study import PRUNERS, SAMPLERS, SearchConfig, default_study_name, summary
 from nas.train import PRECISIONS, TrainConfig
@@ -35,22 +36,35 @@ def parse_args(argv: Sequence[str] | None) -> tuple[SearchConfig, bool]:
                    help=f"allow --epochs above the challenge's {CHALLENGE_EPOCHS}")
     p.add_argument("--workers", type=positive_int, default=d.workers,
                    help="processes training at once on this machine (default %(default)s)")
-    p.add_argument("--device", default=d.device, choices=("auto", "cuda", "cpu"))
-    p.add_argument("--seed", type=nonneg_int, default=d.seed)
-    p.add_argument("--data-dir", default=d.data_dir)
+    p.add_argument("--device", default=d.device, choices=("auto", "cuda", "cpu"),
+                   help=DEVICE_HELP)
+    p.add_argument("--seed", type=nonneg_int, default=d.seed,
+                   help="seeds the sampler (mixed with each trial's number, so a resumed search "
+                        "draws new candidates) and every candidate's training: weight init, "
+                        "batch order, augmentation; not the validation split (default "
+                        "%(default)s)")
+    p.add_argument("--data-dir", default=d.data_dir, help=DATA_DIR_HELP)
     p.add_argument("--val-size", type=positive_int, default=d.n_val,
                    help="validation images carved from the 60,000 (default %(default)s)")
-    p.add_argument("--sampler", default=d.sampler, choices=SAMPLERS)
-    p.add_argument("--pruner", default=d.pruner, choices=PRUNERS)
-    p.add_argument("--batch-size", type=positive_int, default=d.train.batch_size)
+    p.add_argument("--sampler", default=d.sampler, choices=SAMPLERS,
+                   help="tpe: multivariate TPE with constant liar, learns the budget's edge; "
+                        "random: uniform (default %(default)s)")
+    p.add_argument("--pruner", default=d.pruner, choices=PRUNERS,
+                   help="stops weak candidates after an epoch or two; the last epoch is never "
+                        "pruned (default %(default)s)")
+    p.add_argument("--batch-size", type=positive_int, default=d.train.batch_size,
+                   help="training batch size (default %(default)s)")
     p.add_argument("--lr", type=positive_float, default=d.train.lr,
                    help="peak learning rate (default %(default)s)")
     p.add_argument("--precision", default=d.train.precision, choices=PRECISIONS,
                    help="training precision (default %(default)s: bf16 on CUDA >= 8.0 and on "
                         "CPUs with bf16 units, fp16 with a gradient scaler on CUDA 7.x, else fp32)")
     p.add_argument("--compile", action="store_true", help="torch.compile the training step")
-    p.add_argument("--deterministic", action="store_true")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic kernels: same seed, same device, same numbers; slower "
+                        "(default: off)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--artifact-dir", default=None, help=ARTIFACT_DIR_HELP)
     a = p.parse_args(argv)
     if a.study_name is not None and not a.study_name.strip():
         p.error("--study-name must not be empty (leave it out for the default)")
@@ -63,7 +77,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[SearchConfig, bool]:
         storage=a.storage, study_name=a.study_name or default_study_name(a.max_params, a.epochs),
         trials=a.trials, workers=a.workers, max_params=a.max_params, sampler=a.sampler,
         pruner=a.pruner, device=a.device, data_dir=a.data_dir, n_val=a.val_size,
-        seed=a.seed, train=train)
+        seed=a.seed, train=train, artifact_dir=a.artifact_dir)
     return cfg, not a.no_progress
 
 

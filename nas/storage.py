@@ -141,6 +141,9 @@ def _file_of(url: str) -> Path | None:
     return None
 
 
+file_of = _file_of  # public: nas.artifacts puts a study's artifact folder beside its file
+
+
 def _enable_wal(url: str) -> None:
     """Write-ahead logging lets readers and one writer proceed together; it is a property of
     the database file, so setting it once is enough (and harmless when repeated)."""

@@ -19,7 +19,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from nas import record
+from nas import artifacts, record
 from nas.cli import UserError
 from nas.data import DEFAULT_DATA_DIR, load_mnist
 from nas.storage import JOURNAL_PREFIX, faults, open_storage, study_names
@@ -46,6 +46,7 @@ class SearchConfig:
     split_seed: int = 0
     seed: int = 0
     train: TrainConfig = field(default_factory=TrainConfig)
+    artifact_dir: str | None = None  # the trials' files; None: beside the database (nas.artifacts)
 
     def identity(self) -> dict[str, Any]:
         """What must match for trials to be comparable: resuming with other values is refused."""
@@ -119,10 +120,12 @@ def default_study_name(max_params: int, epochs: int) -> str:
     return f"mnist-{max_params}p-{epochs}e"
 
 
-def dashboard_command(storage: str) -> str:
+def dashboard_command(storage: str, artifact_dir: str | None = None) -> str:
+    """The optuna-dashboard command that shows the study and its artifacts."""
+    files = f" --artifact-dir {artifacts.artifact_dir(storage, artifact_dir)}"
     if storage.startswith(JOURNAL_PREFIX):
-        return f"optuna-dashboard {storage[len(JOURNAL_PREFIX):]}"
-    return f"optuna-dashboard {storage}"
+        return f"optuna-dashboard {storage[len(JOURNAL_PREFIX):]}{files}"
+    return f"optuna-dashboard {storage}{files}"
 
 
 # -- the study ---------------------------------------------------------------------------------
@@ -196,7 +199,8 @@ def summary(study: optuna.Study, cfg: SearchConfig, top: int = 5) -> str:
             lines.append(f"{t.number:>6} {t.value:>8.2%} {record.params_of_trial(t):>7,} "
                          f"{record.rf_of(t):>4}  {record.spec_of(t).key()}")
     s, n = cfg.storage, study.study_name
-    lines += ["", f"browse:  {dashboard_command(s)}",
-              f"export:  python -m nas.export --storage {s} --study-name {n} --out export",
-              f"replay:  python -m nas.replay --storage {s} --study-name {n} --seeds 3"]
+    a = f" --artifact-dir {cfg.artifact_dir}" if cfg.artifact_dir is not None else ""
+    lines += ["", f"browse:  {dashboard_command(s, cfg.artifact_dir)}",
+              f"export:  python -m nas.export --storage {s} --study-name {n}{a} --out export",
+              f"replay:  python -m nas.replay --storage {s} --study-name {n}{a} --seeds 3"]
     return "\n".join(lines)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import types
 
+import pytest
 import torch
 
 from nas.builder import build
@@ -35,3 +36,14 @@ def test_generated_source_needs_only_torch():
     imports = [line for line in src.splitlines() if line.startswith(("import", "from"))]
     assert imports == ["from collections import OrderedDict", "import torch",
                        "from torch import nn"]
+
+
+def test_generated_preprocess_is_the_trainers_normalisation():
+    from nas.augment import normalize
+
+    mod = load_source(model_source(REFERENCE["bn_dropout_16k"]()))
+    pixels = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    torch.testing.assert_close(mod.preprocess(pixels), normalize(pixels))
+    torch.testing.assert_close(mod.preprocess(pixels[:, 0]), normalize(pixels))
+    with pytest.raises(TypeError, match="uint8"):
+        mod.preprocess(pixels.float() / 255)

@@ -69,8 +69,11 @@ def test_search_export_replay(tmp_path, tiny_mnist_dir):
     model = build(spec)
     model.load_state_dict(torch.load(tmp_path / "exp" / "weights.pt")["state_dict"])
     model.eval()
-    x = torch.randn(3, 1, 28, 28)
+    # The ONNX takes raw uint8 pixels and normalises them itself, as the trainer does.
+    from nas.augment import normalize
+
+    x = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
     onnx_out = ReferenceEvaluator(onnx.load(tmp_path / "exp" / "model.onnx")).run(
-        None, {"image": x.numpy()})[0]
-    torch.testing.assert_close(torch.from_numpy(onnx_out), model(x).detach(), atol=1e-4,
-                               rtol=1e-4)
+        None, {"pixels_uint8": x.numpy()})[0]
+    torch.testing.assert_close(torch.from_numpy(onnx_out), model(normalize(x)).detach(),
+                               atol=1e-4, rtol=1e-4)

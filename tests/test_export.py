@@ -1,0 +1,180 @@
+"""Export and the study's artifacts: a self-contained ONNX that takes raw uint8 pixels and gives
+the replay's accuracy, artifacts on trials and replays, a study that still works when moved."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import torch
+
+from nas import export, record, replay
+from nas.artifacts import default_dir, open_store
+from nas.augment import normalize
+from nas.builder import build
+from nas.cli import run
+from nas.data import load_mnist
+from nas.onnx_export import INPUT_NAME
+from nas.runner import search
+from tests.helpers import tiny_config
+
+
+def call(main, argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as e:
+        run(main, "nas", argv)
+    out = capsys.readouterr()
+    assert e.value.code == 0, out.err
+    return out.out
+
+
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory, tiny_mnist_dir):
+    """A study directory (database + artifact folder) after a search and a 1-seed fp32
+    replay of its best trial."""
+    root = tmp_path_factory.mktemp("study")
+    (root / "proj").mkdir()
+    cfg = tiny_config(root / "proj", tiny_mnist_dir, trials=2, max_params=12_000)
+    search(cfg, progress=False)
+    with pytest.raises(SystemExit) as e:
+        run(replay.main, "nas.replay", ["--storage", cfg.storage, "--epochs", "2", "--seeds",
+                                        "1", "--precision", "fp32", "--data-dir",
+                                        str(tiny_mnist_dir), "--out", str(root / "rep"),
+                                        "--no-progress"])
+    assert e.value.code == 0
+    return root
+
+
+def test_trained_trials_carry_their_architecture_and_rejected_ones_say_so(replayed):
+    url = f"sqlite:///{replayed / 'proj' / 'nas.db'}"
+    study = optuna.load_study(study_name="t", storage=url)
+    store = open_store(url, None, create=False)
+    assert store is not None and default_dir(url).is_dir()
+    trained = [t for t in study.trials if record.was_trained(t)]
+    assert trained
+    for t in trained:
+        metas = {m.filename: m for m in optuna.artifacts.get_all_artifact_meta(
+            t, storage=study._storage)}
+        assert sorted(metas) == ["arch.json", "layers.md"]
+        with store.open_reader(metas["arch.json"].artifact_id) as f:
+            assert json.loads(f.read()) == json.loads(record.spec_of(t).to_json())
+    from optuna_dashboard._note import get_note_from_system_attrs
+
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    notes = {t.number: get_note_from_system_attrs(attrs, t._trial_id)["body"]
+             for t in study.trials}
+    rejected = [t for t in study.trials if record.outcome_of(t) == record.REJECTED]
+    assert rejected, "the budget of 12,000 rejects some candidates"
+    for t in rejected:
+        assert t.state == optuna.trial.TrialState.PRUNED  # the sampler's view is unchanged
+        assert f"rejected: {record.reason_of(t)}, not trained" in notes[t.number]
+    assert all("rejected" not in notes[t.number] for t in trained)
+    assert study.metric_names == ["val_acc"]
+
+
+def test_a_replay_is_recorded_by_artifact_id_not_by_path(replayed):
+    url = f"sqlite:///{replayed / 'proj' / 'nas.db'}"
+    study = optuna.load_study(study_name="t", storage=url)
+    best = record.select_trial(study, None)
+    rec = record.replay_of(study, best.number)
+    assert rec["weights"] == ["seed0.pt"]
+    assert sorted(rec[record.REPLAY_ARTIFACTS]) == ["model.onnx", "report.json", "report.md",
+                                                    "seed0.pt"]
+    names = sorted(m.filename for m in optuna.artifacts.get_all_artifact_meta(study))
+    assert names == [f"trial{best.number}-{n}" for n in
+                     ("model.onnx", "report.json", "report.md", "seed0.pt")]
+    assert str(replayed) not in json.dumps(rec)  # no local path left in the record
+
+
+def test_exported_onnx_stands_alone_takes_raw_pixels_and_gives_the_replays_accuracy(
+        replayed, tmp_path, tiny_mnist_dir, capsys):
+    import onnx
+    import onnxruntime as ort
+
+    url = f"sqlite:///{replayed / 'proj' / 'nas.db'}"
+    out = call(export.main, ["--storage", url, "--out", str(tmp_path / "exp")], capsys)
+    assert [Path(f).name for f in out.split()] == ["arch.json", "model.py", "summary.md",
+                                                   "weights.pt", "model.onnx"]
+    # One file: copied alone to another directory, it loads and runs.
+    alone = tmp_path / "elsewhere"
+    alone.mkdir()
+    shutil.copy(tmp_path / "exp" / "model.onnx", alone / "model.onnx")
+    assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == [
+        "arch.json", "model.onnx", "model.py", "summary.md", "weights.pt"]
+    proto = onnx.load(str(alone / "model.onnx"), load_external_data=False)
+    assert all(not i.external_data for i in proto.graph.initializer)
+    session = ort.InferenceSession(str(alone / "model.onnx"))
+    (inp,) = session.get_inputs()
+    assert inp.name == INPUT_NAME and inp.type == "tensor(uint8)" and inp.shape[1:] == [1, 28, 28]
+    meta = session.get_modelmeta().custom_metadata_map
+    spec = record.spec_of(record.select_trial(optuna.load_study(study_name="t", storage=url),
+                                              None))
+    assert meta["spec_key"] == spec.key() and meta["dataset"].startswith("MNIST")
+    assert "(pixels / 255 - 0.1307) / 0.3081" in meta["input"]
+    assert meta["parameters"] == str(sum(p.numel() for p in build(spec).parameters()))
+
+    # Real-format images (uint8 0-255 from the IDX files), no preprocessing by the caller.
+    test = load_mnist(tiny_mnist_dir).test
+    pixels = test.x.unsqueeze(1).numpy()
+    logits = session.run(None, {INPUT_NAME: pixels})[0]
+    report = json.loads((replayed / "rep" / "report.json").read_text())
+    acc = float((logits.argmax(1) == test.y.numpy()).mean())
+    assert acc == pytest.approx(report["test_acc_final"][0], abs=1.5 / len(test))
+    assert f"test accuracy over 1 seed(s): {report['mean']:.2%}" in \
+        (tmp_path / "exp" / "summary.md").read_text()
+    assert meta["test_accuracy"].startswith(f"{report['test_acc_final'][0]:.4f}")
+
+    # The same numbers as PyTorch with the trainer's normalisation.
+    model = build(spec)
+    model.load_state_dict(torch.load(tmp_path / "exp" / "weights.pt")["state_dict"])
+    model.eval()
+    with torch.no_grad():
+        ours = model(normalize(test.x.unsqueeze(1))).numpy()
+    np.testing.assert_allclose(logits, ours, atol=1e-4, rtol=1e-4)
+    # Normalised floats are refused, not silently misread.
+    with pytest.raises(Exception, match="(?i)type|uint8"):
+        session.run(None, {INPUT_NAME: pixels.astype(np.float32) / 255})
+
+
+def test_a_moved_study_directory_still_exports_and_replays(replayed, tmp_path, tiny_mnist_dir,
+                                                           capsys):
+    moved = tmp_path / "moved"
+    shutil.copytree(replayed / "proj", moved)
+    shutil.rmtree(replayed / "rep")  # the replay's local files are gone: only the copy has them
+    url = f"sqlite:///{moved / 'nas.db'}"
+    out = call(export.main, ["--storage", url, "--out", str(tmp_path / "exp")], capsys)
+    assert [Path(f).name for f in out.split()][-2:] == ["weights.pt", "model.onnx"]
+    call(replay.main, ["--storage", url, "--epochs", "1", "--seeds", "1", "--data-dir",
+                       str(tiny_mnist_dir), "--out", str(tmp_path / "rep2"), "--no-progress"],
+         capsys)
+    shutil.rmtree(tmp_path / "rep2")
+    out = call(export.main, ["--storage", url, "--out", str(tmp_path / "exp2")], capsys)
+    assert [Path(f).name for f in out.split()][-2:] == ["weights.pt", "model.onnx"]
+    # Without its artifact folder, the architecture still exports, and it says why no weights.
+    shutil.rmtree(default_dir(url))
+    with pytest.raises(SystemExit) as e:
+        run(export.main, "nas.export", ["--storage", url, "--out", str(tmp_path / "exp3")])
+    assert e.value.code == 0
+    err = capsys.readouterr()
+    assert [Path(f).name for f in err.out.split()] == ["arch.json", "model.py", "summary.md"]
+    assert "not in" in err.err and "nas.db.artifacts" in err.err
+
+
+def test_replays_recorded_by_path_still_read(tmp_path):
+    """nas 0.1 recorded the weights' absolute path; such a file, if still there, is read."""
+    from nas.zoo import REFERENCE
+
+    spec = REFERENCE["bn_dropout_16k"]()
+    study = optuna.create_study(direction="maximize")
+    t = study.ask()
+    study.tell(t, 0.5)
+    path = tmp_path / "seed0.pt"
+    record.save_checkpoint(path, spec, build(spec).state_dict(), {}, {})
+    report = {k: 0 for k in record.REPLAY_KEYS} | {"weights": [str(path)]}
+    record.write_replay(study, study.trials[0], report, "note")
+    assert record.replay_checkpoint(study, 0, spec, None) is not None
+    path.unlink()
+    assert record.replay_checkpoint(study, 0, spec, None) is None
