@@ -10,7 +10,7 @@ finished trial trained is in its record (:func:`nas.record.was_trained`), not on
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
 import optuna
@@ -19,16 +19,22 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from nas import record
 from nas.data import Split
-from nas.layers import plan
+from nas.layers import Plan, plan
 from nas.search_space import sample_spec
-from nas.spec import SpecError
+from nas.spec import ArchSpec, SpecError
 from nas.train import (EpochReport, TrainConfig, TrainingDiverged, device_name, precision_for,
                        train)
 
 
 @dataclass
 class Objective:
-    """``study.optimize(Objective(...))``: one call, one candidate."""
+    """``study.optimize(Objective(...))``: one call, one candidate.
+
+    A search-stage trial samples a candidate and trains it with ``cfg`` (the cheap schedule,
+    pruned). A finalist trial (queued by :func:`nas.record.enqueue_finalists`, its
+    architecture fixed) retrains with ``finalist_cfg`` (the full schedule) on its seed, never
+    pruned.
+    """
 
     train_split: Split
     val_split: Split
@@ -36,6 +42,7 @@ class Objective:
     max_params: int
     device: torch.device
     on_epoch: Callable[[Trial, EpochReport], None] | None = None  # progress display
+    finalist_cfg: TrainConfig | None = None  # default: cfg
     artifacts: Any = None  # an Optuna ArtifactStore (nas.artifacts.open_store); None: no files
 
     def __call__(self, trial: Trial) -> float:
@@ -50,6 +57,12 @@ class Objective:
             raise
 
     def _run(self, trial: Trial) -> float:
+        if record.stage_of(trial) == record.FINALIST:
+            cfg = replace(self.finalist_cfg or self.cfg, seed=record.finalist_seed(trial))
+            spec = sample_spec(trial)  # the queued parameters: the finalist's architecture
+            p = plan(spec.validate())
+            record.write_candidate(trial, spec, p)
+            return self._train(trial, spec, p, cfg, prune=False)
         spec = sample_spec(trial)
         try:
             p = plan(spec.validate())  # the one plan of this candidate
@@ -64,10 +77,13 @@ class Objective:
         twin = record.earlier_same_arch(trial.study, trial, spec.key())
         if twin is not None:
             return _reuse(trial, twin)
+        return self._train(trial, spec, p, self.cfg, prune=True)
 
-        record.write_training_start(trial, device_name(self.device), self.cfg.to_dict(), p)
+    def _train(self, trial: Trial, spec: ArchSpec, p: Plan, cfg: TrainConfig,
+               prune: bool) -> float:
+        record.write_training_start(trial, device_name(self.device), cfg.to_dict(), p)
         record.write_arch_artifacts(trial, self.artifacts, p)
-        record.write_precision(trial, precision_for(self.device, self.cfg.precision))
+        record.write_precision(trial, precision_for(self.device, cfg.precision))
         accs: list[float] = []
 
         def report(r: EpochReport) -> None:
@@ -78,12 +94,12 @@ class Objective:
                 self.on_epoch(trial, r)
             # After the last epoch the candidate is fully trained: pruning would only
             # discard a finished result.
-            if r.epoch < self.cfg.epochs and trial.should_prune():
+            if prune and r.epoch < cfg.epochs and trial.should_prune():
                 record.write_outcome(trial, record.PRUNED, f"pruned after epoch {r.epoch}")
                 raise optuna.TrialPruned(f"pruned after epoch {r.epoch}")
 
         try:
-            result = train(spec, self.train_split, self.val_split, self.cfg, self.device,
+            result = train(spec, self.train_split, self.val_split, cfg, self.device,
                            callback=report)
         except (TrainingDiverged, torch.OutOfMemoryError) as e:
             record.write_outcome(trial, record.FAILED,

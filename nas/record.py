@@ -15,9 +15,11 @@ The format is stable: studies written by earlier releases read back unchanged
 from __future__ import annotations
 
 import platform
+import statistics
 import tempfile
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +50,10 @@ DEVICE = "device"
 TRAIN_CONFIG = "train_config"
 PRECISION = "precision"  # what the trial trained in: bf16, fp16 or fp32 (resolved, never auto)
 PROCESS = "process"  # nas.processes.this_process() of the process that ran the trial
+STAGE = "stage"  # SEARCH (the cheap stage) or FINALIST (full schedule, one seed)
+FINALIST_OF = "finalist_of"  # a finalist's search-stage trial (whose architecture it retrains)
+FINALIST_SEED = "finalist_seed"
+SEARCH, FINALIST = "search", "finalist"
 
 # How a trial ended. Only the trained outcomes count toward --trials: a rejected candidate was
 # never built, a duplicate reused an earlier trial's result, an interrupted one is redone.
@@ -229,11 +235,17 @@ def precision_of(trial: FrozenTrial) -> str | None:
     return trial.user_attrs.get(PRECISION)
 
 
+def stage_of(trial: FrozenTrial | Trial) -> str:
+    """``search`` (the cheap stage; every trial of studies before 0.2) or ``finalist``."""
+    return str(trial.user_attrs.get(STAGE, SEARCH))
+
+
 def was_trained(trial: FrozenTrial) -> bool:
-    """True for candidates that went to training (and ended), false for rejected or
-    interrupted ones. This is what ``--trials`` counts."""
-    return outcome_of(trial) in TRAINED_OUTCOMES and trial.state in (
-        TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    """True for search-stage candidates that went to training (and ended), false for
+    rejected, duplicate or interrupted ones and for finalists. This is what ``--trials``
+    counts."""
+    return outcome_of(trial) in TRAINED_OUTCOMES and stage_of(trial) == SEARCH and \
+        trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 def count_trained(study: optuna.Study) -> int:
@@ -245,21 +257,80 @@ def count_outcome(trials: list[FrozenTrial], outcome: str) -> int:
 
 
 def completed(study: optuna.Study) -> list[FrozenTrial]:
-    """Trials that completed training, best first (duplicates, which repeat an earlier
-    trial's value, left out)."""
+    """Search-stage trials that completed training, best first (duplicates, which repeat an
+    earlier trial's value, left out)."""
     done = [t for t in study.get_trials(deepcopy=False)
             if t.state == TrialState.COMPLETE and t.value is not None
-            and outcome_of(t) != DUPLICATE]
+            and outcome_of(t) != DUPLICATE and stage_of(t) == SEARCH]
     return sorted(done, key=lambda t: -t.value)  # type: ignore[operator]
 
 
-def select_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
-    """Trial ``number`` of ``study``, or its best; it must have completed training.
+@dataclass(frozen=True)
+class Finalist:
+    """One architecture retrained with the full schedule on several seeds."""
 
-    Raises :class:`RecordError` otherwise.
+    key: str
+    runs: tuple[FrozenTrial, ...]  # complete finalist trials, by seed
+
+    @property
+    def accs(self) -> list[float]:
+        return [float(t.value) for t in self.runs]  # type: ignore[arg-type]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.accs)
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.accs) if len(self.runs) > 1 else 0.0
+
+
+def finalists(study: optuna.Study) -> list[Finalist]:
+    """The finalists with their complete runs, best mean validation accuracy first (more
+    seeds first where means tie: a mean over more seeds is the surer one)."""
+    groups: dict[str, list[FrozenTrial]] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if stage_of(t) == FINALIST and t.value is not None:
+            groups.setdefault(key_of(t) or "", []).append(t)
+    out = [Finalist(k, tuple(sorted(ts, key=lambda t: t.user_attrs.get(FINALIST_SEED, 0))))
+           for k, ts in groups.items()]
+    return sorted(out, key=lambda f: (-f.mean, -len(f.runs)))
+
+
+def enqueue_finalists(study: optuna.Study, k: int, seeds: int) -> int:
+    """Queue the finalist runs still missing for the ``k`` best search-stage architectures,
+    ``seeds`` seeds each: a run already complete, queued or running is not queued again,
+    so a resumed search finishes an interrupted stage. Returns how many runs are pending
+    (queued now or earlier)."""
+    trials = study.get_trials(deepcopy=False)
+    have = {(key_of(t), t.user_attrs.get(FINALIST_SEED)) for t in trials
+            if stage_of(t) == FINALIST and t.state in (TrialState.COMPLETE, TrialState.RUNNING,
+                                                       TrialState.WAITING)}
+    pending = sum(stage_of(t) == FINALIST and t.state == TrialState.WAITING for t in trials)
+    for source in completed(study)[:k]:
+        for seed in range(seeds):
+            if (key_of(source), seed) not in have:
+                study.enqueue_trial(source.params, user_attrs={
+                    STAGE: FINALIST, FINALIST_OF: source.number, FINALIST_SEED: seed,
+                    SPEC: source.user_attrs[SPEC], ARCH_KEY: key_of(source)})
+                pending += 1
+    return pending
+
+
+def finalist_seed(trial: Trial) -> int:
+    return int(trial.user_attrs[FINALIST_SEED])
+
+
+def select_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
+    """Trial ``number`` of ``study``, or its best: the first run of the best finalist when
+    the study has finalists, else the search-stage trial with the best validation accuracy.
+    It must have completed training. Raises :class:`RecordError` otherwise.
     """
     trials = study.get_trials(deepcopy=False)
     if number is None:
+        best = finalists(study)
+        if best:
+            return best[0].runs[0]
         done = completed(study)
         if not done:
             raise RecordError(f"study {study.study_name!r} has no completed trial yet")
@@ -279,12 +350,14 @@ def select_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
 
 
 def earlier_same_arch(study: optuna.Study, trial: Trial, key: str) -> FrozenTrial | None:
-    """The first trial before ``trial`` that trained (or is training) the architecture ``key``,
-    if any. Lower numbers win, so of two workers that drew the same network at once exactly
-    one trains it."""
+    """The first search-stage trial before ``trial`` that trained (or is training) the
+    architecture ``key``, if any. Lower numbers win, so of two workers that drew the same
+    network at once exactly one trains it."""
     for t in study.get_trials(deepcopy=False):
         if t.number >= trial.number:
             break
+        if stage_of(t) != SEARCH:
+            continue
         if outcome_of(t) in (REJECTED, DUPLICATE, INTERRUPTED) or SPEC not in t.user_attrs:
             continue
         if t.state in (TrialState.FAIL, TrialState.WAITING) and outcome_of(t) != FAILED:

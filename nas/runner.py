@@ -61,8 +61,11 @@ class Tickets:
             self.done.value += 1
 
 
-def run_worker(cfg: SearchConfig, tickets: Tickets, progress: bool) -> None:
-    """Train candidates until the tickets run out. One process, one device context.
+def run_worker(cfg: SearchConfig, stage: str, tickets: Tickets, progress: bool,
+               deadline: float | None = None) -> None:
+    """Train until the tickets run out (or, in the search stage, ``deadline`` passes). One
+    process, one device context. In the search stage a ticket is one trained candidate
+    (rejected and duplicate ones are free); in the finalist stage, one queued finalist run.
 
     Raises :class:`nas.storage.StorageError` (one line) for a storage fault, and whatever
     interrupts it (:class:`Interrupted`), after its running trial was marked FAIL.
@@ -74,23 +77,36 @@ def run_worker(cfg: SearchConfig, tickets: Tickets, progress: bool) -> None:
     mnist = load_mnist(cfg.data_dir)
     tr, val = mnist.search_splits(cfg.n_val, cfg.split_seed)
     tr, val = tr.to(device), val.to(device)
+    search_cfg = cfg.search_train()
     with faults(cfg.storage):
         study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(cfg.storage),
                                   sampler=make_sampler(cfg.sampler, cfg.seed),
-                                  pruner=make_pruner(cfg.pruner, cfg.train.epochs))
-        bars = _Bars(study, cfg.trials, cfg.train.epochs, enabled=progress)
-        objective = Objective(tr, val, cfg.train, cfg.max_params, device, on_epoch=bars.epoch,
+                                  pruner=make_pruner(cfg.pruner, search_cfg.epochs))
+        if stage == record.SEARCH:
+            bars = _Bars(study, cfg.trials, record.count_trained(study), search_cfg.epochs,
+                         progress, "trials")
+        else:
+            bars = _Bars(study, tickets.left.value, 0, cfg.train.epochs, progress, "finalists")
+        objective = Objective(tr, val, search_cfg, cfg.max_params, device, on_epoch=bars.epoch,
+                              finalist_cfg=cfg.train,
                               artifacts=open_store(cfg.storage, cfg.artifact_dir, create=True))
+        # A diverged or out-of-memory candidate fails alone; anything else is a bug.
+        catch = (TrainingDiverged, torch.OutOfMemoryError)
         try:
-            while tickets.take():
-                until = _UntilTrained(bars)
-                # A diverged or out-of-memory candidate fails alone; anything else is a bug.
-                study.optimize(objective, n_trials=MAX_REJECTS_IN_A_ROW, callbacks=[until],
-                               catch=(TrainingDiverged, torch.OutOfMemoryError))
-                if not until.trained:
-                    raise UserError(f"{MAX_REJECTS_IN_A_ROW} candidates in a row were over "
-                                    f"--max-params {cfg.max_params:,}, invalid or already "
-                                    f"trained: raise the budget")
+            while (deadline is None or time.time() < deadline) and tickets.take():
+                if stage == record.FINALIST:
+                    bars.start_trial()
+                    study.optimize(objective, n_trials=1, catch=catch)
+                else:
+                    until = _UntilTrained(bars)
+                    study.optimize(objective, n_trials=MAX_REJECTS_IN_A_ROW, callbacks=[until],
+                                   catch=catch, timeout=deadline and deadline - time.time())
+                    if not until.trained:
+                        if deadline is not None and time.time() >= deadline:
+                            break  # --timeout: the search stage ends here
+                        raise UserError(f"{MAX_REJECTS_IN_A_ROW} candidates in a row were "
+                                        f"over --max-params {cfg.max_params:,}, invalid or "
+                                        f"already trained: raise the budget")
                 tickets.finished()
                 bars.trial_done()
         finally:
@@ -116,13 +132,14 @@ class _UntilTrained:
             self.bars.start_trial()
 
 
-def _worker_main(cfg: SearchConfig, tickets: Tickets, errors: Any) -> None:
+def _worker_main(cfg: SearchConfig, stage: str, tickets: Tickets, deadline: float | None,
+                 errors: Any) -> None:
     """A worker process: dies with its parent; SIGTERM/SIGINT stop it cleanly; a user error
     or storage fault goes back to the parent as one line."""
     die_with_parent()
     try:
         with handle_signals():
-            run_worker(cfg, tickets, progress=False)
+            run_worker(cfg, stage, tickets, progress=False, deadline=deadline)
     except Interrupted as e:
         sys.exit(e.exit_code)  # quietly: the parent reports for all
     except USER_ERRORS as e:
@@ -133,15 +150,15 @@ def _worker_main(cfg: SearchConfig, tickets: Tickets, errors: Any) -> None:
 class _Bars:
     """tqdm: one bar over trained trials with the best accuracy so far, one over epochs."""
 
-    def __init__(self, study: optuna.Study, total: int, epochs: int, enabled: bool) -> None:
+    def __init__(self, study: optuna.Study, total: int, initial: int, epochs: int,
+                 enabled: bool, desc: str) -> None:
         from tqdm.auto import tqdm
 
         # tqdm's default lock is a multiprocessing semaphore: a worker killed with -9 would
         # leave it behind ("leaked semaphore" at exit). One process, one thread: a plain lock.
         tqdm.set_lock(threading.RLock())
         self.study, self.epochs, self.enabled, self.tqdm = study, epochs, enabled, tqdm
-        self.outer = tqdm(total=total, initial=record.count_trained(study), desc="trials",
-                          unit="trial",
+        self.outer = tqdm(total=total, initial=initial, desc=desc, unit="trial",
                           disable=not enabled, dynamic_ncols=True)
         self.inner = None
         self._refresh_best()
@@ -182,7 +199,10 @@ class _Bars:
 
 
 def search(cfg: SearchConfig, progress: bool = True) -> optuna.Study:
-    """Run (or resume) the search until the study holds ``cfg.trials`` trained candidates."""
+    """Run (or resume) the search: the search stage until the study holds ``cfg.trials``
+    trained candidates (or ``cfg.timeout`` seconds pass), then the finalist stage: the
+    ``cfg.finalists`` best retrained with the full schedule on ``cfg.finalist_seeds`` seeds.
+    The test images are never read."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our bars and summary say it all
     check_url(cfg.storage)
     check_writable(cfg.storage)
@@ -198,41 +218,57 @@ def search(cfg: SearchConfig, progress: bool = True) -> optuna.Study:
         raise UserError(f"--batch-size {cfg.train.batch_size:,} is larger than the "
                         f"{n_train - cfg.n_val:,} training images")
     study = prepare_study(cfg)
+    deadline = time.time() + cfg.timeout if cfg.timeout else None
     remaining = cfg.trials - record.count_trained(study)
-    if remaining <= 0:
-        return study
-    if cfg.workers == 1:
-        try:
-            with handle_signals():
-                run_worker(cfg, Tickets(remaining), progress)
-        except Interrupted:
-            with faults(cfg.storage):  # what the interrupt left RUNNING in this process
-                record.fail_stale_trials(study, this_process_ended=True)
-            raise
-        return study
-    _supervise(cfg, remaining, progress)
+    if remaining > 0:
+        _run_stage(cfg, record.SEARCH, remaining, progress, deadline)
+    if cfg.finalists > 0:
+        with faults(cfg.storage):
+            pending = record.enqueue_finalists(study, cfg.finalists, cfg.finalist_seeds)
+        if pending:
+            _run_stage(cfg, record.FINALIST, pending, progress, None)
     return study
 
 
-def _supervise(cfg: SearchConfig, remaining: int, progress: bool) -> None:
-    """Run ``cfg.workers`` worker processes until the tickets run out; stop them all on a
-    signal, on a worker's error or death."""
+def _run_stage(cfg: SearchConfig, stage: str, n: int, progress: bool,
+               deadline: float | None) -> None:
+    """``n`` tickets of ``stage``, in this process or in ``cfg.workers`` worker processes."""
+    if cfg.workers > 1:
+        _supervise(cfg, stage, n, progress, deadline)
+        return
+    try:
+        with handle_signals():
+            run_worker(cfg, stage, Tickets(n), progress, deadline)
+    except Interrupted:
+        with faults(cfg.storage):  # what the interrupt left RUNNING in this process
+            study = optuna.load_study(study_name=cfg.study_name,
+                                      storage=open_storage(cfg.storage))
+            record.fail_stale_trials(study, this_process_ended=True)
+        raise
+
+
+def _supervise(cfg: SearchConfig, stage: str, n: int, progress: bool,
+               deadline: float | None) -> None:
+    """Run ``cfg.workers`` worker processes until the ``n`` tickets run out; stop them all on
+    a signal, on a worker's error or death."""
     from tqdm.auto import tqdm
 
     tqdm.set_lock(threading.RLock())  # see _Bars
     ctx = mp.get_context("spawn")  # CUDA cannot be forked; one context per process
-    tickets, errors = Tickets(remaining, ctx), ctx.SimpleQueue()
-    procs = [ctx.Process(target=_worker_main, args=(cfg, tickets, errors), name=f"worker {w}")
-             for w in range(cfg.workers)]
-    bar = tqdm(total=cfg.trials, initial=cfg.trials - remaining, desc=f"trials ({cfg.workers} "
-               f"workers)", unit="trial", disable=not progress, dynamic_ncols=True)
+    tickets, errors = Tickets(n, ctx), ctx.SimpleQueue()
+    procs = [ctx.Process(target=_worker_main, args=(cfg, stage, tickets, deadline, errors),
+                         name=f"worker {w}") for w in range(cfg.workers)]
+    total, done = (cfg.trials, cfg.trials - n) if stage == record.SEARCH else (n, 0)
+    what = "trials" if stage == record.SEARCH else "finalist runs"
+    bar = tqdm(total=total, initial=done, desc=f"{what} ({cfg.workers} workers)", unit="trial",
+               disable=not progress, dynamic_ncols=True)
     try:
         with handle_signals():
             for p in procs:
                 p.start()
             while any(p.is_alive() for p in procs):
                 time.sleep(0.2)
-                bar.n = cfg.trials - remaining + tickets.done.value
+                bar.n = done + tickets.done.value
                 bar.refresh()
                 _check(procs, errors)
             _check(procs, errors)

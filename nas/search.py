@@ -32,6 +32,18 @@ def parse_args(argv: Sequence[str] | None) -> tuple[SearchConfig, bool]:
                    help="hard parameter budget (default %(default)s)")
     p.add_argument("--epochs", type=positive_int, default=d.train.epochs,
                    help="training schedule length (default %(default)s)")
+    p.add_argument("--proxy-epochs", type=positive_int, default=d.proxy_epochs,
+                   help="the search stage's own complete short schedule (default: the full "
+                        "--epochs schedule, pruned by --pruner)")
+    p.add_argument("--finalists", type=nonneg_int, default=d.finalists,
+                   help="best candidates retrained at the end with the full schedule on "
+                        "--finalist-seeds seeds; the best mean wins (default %(default)s; "
+                        "0: none)")
+    p.add_argument("--finalist-seeds", type=positive_int, default=d.finalist_seeds,
+                   help="seeds per finalist (default %(default)s)")
+    p.add_argument("--timeout", type=positive_float, default=None,
+                   help="seconds for the search stage: it ends then even short of --trials; "
+                        "the finalists follow (default: none)")
     p.add_argument("--allow-long", action="store_true",
                    help=f"allow --epochs above the challenge's {CHALLENGE_EPOCHS}")
     p.add_argument("--workers", type=positive_int, default=d.workers,
@@ -77,7 +89,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[SearchConfig, bool]:
         storage=a.storage, study_name=a.study_name or default_study_name(a.max_params, a.epochs),
         trials=a.trials, workers=a.workers, max_params=a.max_params, sampler=a.sampler,
         pruner=a.pruner, device=a.device, data_dir=a.data_dir, n_val=a.val_size,
-        seed=a.seed, train=train, artifact_dir=a.artifact_dir)
+        seed=a.seed, train=train, proxy_epochs=a.proxy_epochs, finalists=a.finalists,
+        finalist_seeds=a.finalist_seeds, timeout=a.timeout, artifact_dir=a.artifact_dir)
     return cfg, not a.no_progress
 
 

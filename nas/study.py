@@ -12,7 +12,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import optuna
@@ -45,13 +45,22 @@ class SearchConfig:
     n_val: int = 10_000
     split_seed: int = 0
     seed: int = 0
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)  # the full schedule
+    proxy_epochs: int | None = None  # the search stage's own short schedule; None: the full one
+    finalists: int = 3  # architectures retrained with the full schedule at the end
+    finalist_seeds: int = 2  # seeds of each finalist
+    timeout: float | None = None  # seconds for the search stage (Optuna's timeout)
     artifact_dir: str | None = None  # the trials' files; None: beside the database (nas.artifacts)
 
+    def search_train(self) -> TrainConfig:
+        """The search stage's training settings: the full ones on the proxy schedule."""
+        return replace(self.train, epochs=self.proxy_epochs or self.train.epochs)
+
     def identity(self) -> dict[str, Any]:
-        """What must match for trials to be comparable: resuming with other values is refused."""
+        """What must match for trials to be comparable: resuming with other values is refused.
+        (How many finalists, on how many seeds, may change from run to run.)"""
         return {"max_params": self.max_params, "n_val": self.n_val, "split_seed": self.split_seed,
-                "train": self.train.to_dict()}
+                "train": self.train.to_dict(), "proxy_epochs": self.proxy_epochs}
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -185,22 +194,35 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def summary(study: optuna.Study, cfg: SearchConfig, top: int = 5) -> str:
-    """The best trials and the exact commands to browse, export and replay."""
+    """The best trials, the finalists, and the exact commands to browse, export and replay."""
     trials = study.get_trials(deepcopy=False)
     done = record.completed(study)
     n_trained = sum(record.was_trained(t) for t in trials)
-    count = {o: record.count_outcome(trials, o) for o in record.OUTCOMES}
+    count = {o: record.count_outcome([t for t in trials if record.stage_of(t) == record.SEARCH],
+                                     o) for o in record.OUTCOMES}
     lines = [f"study {study.study_name!r} in {cfg.storage}: {n_trained} trained "
              f"({len(done)} complete, {count[record.PRUNED]} pruned, {count[record.FAILED]} "
-             f"failed), {count[record.REJECTED]} rejected before training"]
+             f"failed), {count[record.REJECTED]} rejected before training, "
+             f"{count[record.DUPLICATE]} duplicates"]
     if done:
-        lines.append(f"{'trial':>6} {'val acc':>8} {'params':>7} {'RF':>4}  architecture")
+        epochs = cfg.search_train().epochs
+        lines.append(f"{'trial':>6} {'val acc':>8} {'params':>7} {'RF':>4}  architecture "
+                     f"(search stage, {epochs} epochs)")
         for t in done[:top]:
             lines.append(f"{t.number:>6} {t.value:>8.2%} {record.params_of_trial(t):>7,} "
                          f"{record.rf_of(t):>4}  {record.spec_of(t).key()}")
+    final = record.finalists(study)
+    if final:
+        lines += ["", f"finalists ({cfg.train.epochs} epochs, validation accuracy over seeds; "
+                      f"the first is the best):",
+                  f"{'trial':>6} {'mean':>7} {'std':>6} {'seeds':>5} {'params':>7}  architecture"]
+        for f in final:
+            t = f.runs[0]
+            lines.append(f"{t.number:>6} {f.mean:>7.2%} {f.std:>6.2%} {len(f.runs):>5} "
+                         f"{record.params_of_trial(t):>7,}  {f.key}")
     s, n = cfg.storage, study.study_name
     a = f" --artifact-dir {cfg.artifact_dir}" if cfg.artifact_dir is not None else ""
     lines += ["", f"browse:  {dashboard_command(s, cfg.artifact_dir)}",
               f"export:  python -m nas.export --storage {s} --study-name {n}{a} --out export",
-              f"replay:  python -m nas.replay --storage {s} --study-name {n}{a} --seeds 3"]
+              f"replay:  python -m nas.replay --storage {s} --study-name {n}{a} --seeds 5"]
     return "\n".join(lines)

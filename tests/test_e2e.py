@@ -27,12 +27,17 @@ def test_search_export_replay(tmp_path, tiny_mnist_dir):
               "200", "--batch-size", "100", "--no-progress", *data, cwd=tmp_path)
     assert "study 'mnist-20000p-1e'" in out and "3 trained" in out
     assert f"optuna-dashboard {db}" in out and "python -m nas.export" in out
+    assert "finalists (1 epochs" in out  # the default second stage ran
+
+    from nas import record
 
     study = optuna.load_study(study_name="mnist-20000p-1e", storage=db)
-    trained = [t for t in study.get_trials() if t.user_attrs.get("outcome") != "rejected"]
+    trained = [t for t in study.get_trials() if record.was_trained(t)]
     assert len(trained) == 3
     assert all(t.user_attrs["params"] <= 20_000 for t in trained)
-    best = study.best_trial
+    # Export and replay default to the best finalist: 3 finalists x 2 seeds ran.
+    assert len(record.finalists(study)) == 3
+    best = record.finalists(study)[0].runs[0]
 
     # Export before any replay: architecture files only.
     files = cli("nas.export", "--storage", db, "--out", "exp", cwd=tmp_path).split()

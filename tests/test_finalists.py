@@ -1,0 +1,129 @@
+"""The two stages: a cheap search stage, then finalists retrained with the full schedule on
+several seeds; resuming in the middle of the second; the test images never read."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import nas.objectives as objectives
+from nas import record
+from nas.processes import Interrupted
+from nas.runner import search
+from nas.storage import open_storage
+from tests.helpers import TINY_TRAIN, tiny_config
+
+
+def two_stage(tmp_path, data_dir, **changes):
+    settings = dict(trials=3, max_params=12_000, pruner="none", proxy_epochs=1,
+                    train=replace(TINY_TRAIN, epochs=3), finalists=2, finalist_seeds=2)
+    return tiny_config(tmp_path, data_dir, **{**settings, **changes})
+
+
+def load(cfg) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=cfg.study_name,
+                             storage=open_storage(cfg.storage)).get_trials()
+
+
+def test_search_stage_then_finalists_on_several_seeds(tmp_path, tiny_mnist_dir):
+    cfg = two_stage(tmp_path, tiny_mnist_dir)
+    study = search(cfg, progress=False)
+    trials = load(cfg)
+    searched = [t for t in trials if record.was_trained(t)]
+    final = [t for t in trials if record.stage_of(t) == record.FINALIST]
+    assert len(searched) == 3 and all(
+        len(record.curve_of(t)) == 1 and record.train_config_of(t)["epochs"] == 1
+        for t in searched)  # the proxy: a complete 1-epoch schedule
+    # The two best search-stage architectures, each on seeds 0 and 1, full schedule, no pruning.
+    best_two = sorted(searched, key=lambda t: -t.value)[:2]
+    assert sorted((t.user_attrs[record.FINALIST_OF], t.user_attrs[record.FINALIST_SEED])
+                  for t in final) == sorted((t.number, s) for t in best_two for s in (0, 1))
+    for t in final:
+        assert t.state == TrialState.COMPLETE and len(record.curve_of(t)) == 3
+        cfg_t = record.train_config_of(t)
+        assert cfg_t["epochs"] == 3 and cfg_t["seed"] == t.user_attrs[record.FINALIST_SEED]
+        assert record.key_of(t) == record.key_of(trials[t.user_attrs[record.FINALIST_OF]])
+    # The best is the best mean over seeds, and export/replay pick it by default.
+    groups = record.finalists(study)
+    means = {f.key: sum(f.accs) / 2 for f in groups}
+    assert groups[0].mean == max(means.values()) and len(groups[0].runs) == 2
+    assert record.select_trial(study, None).number == groups[0].runs[0].number
+    # Asking again does nothing more.
+    n = len(trials)
+    search(cfg, progress=False)
+    assert len(load(cfg)) == n
+
+
+def test_an_interrupted_finalist_stage_is_finished_by_the_next_search(tmp_path, tiny_mnist_dir,
+                                                                       monkeypatch):
+    cfg = two_stage(tmp_path, tiny_mnist_dir)
+    real_train, calls, stopped = objectives.train, [], []
+
+    def stop_at_the_second_finalist(spec, tr, val, tcfg, device, callback=None):
+        calls.append(tcfg.epochs)
+        if calls.count(3) == 2 and not stopped:
+            import signal
+
+            stopped.append(True)
+            raise Interrupted(signal.SIGTERM)
+        return real_train(spec, tr, val, tcfg, device, callback=callback)
+
+    monkeypatch.setattr(objectives, "train", stop_at_the_second_finalist)
+    with pytest.raises(Interrupted):
+        search(cfg, progress=False)
+    trials = load(cfg)
+    final = [t for t in trials if record.stage_of(t) == record.FINALIST]
+    assert [t.state for t in final].count(TrialState.COMPLETE) == 1
+    assert [record.outcome_of(t) for t in final].count(record.INTERRUPTED) == 1
+    assert [t.state for t in final].count(TrialState.WAITING) == 2  # still queued
+
+    calls.clear()
+    search(cfg, progress=False)
+    assert calls == [3, 3, 3]  # the three missing runs, nothing of stage one, nothing twice
+    final = [t for t in load(cfg) if record.stage_of(t) == record.FINALIST]
+    done = [t for t in final if t.state == TrialState.COMPLETE]
+    assert len(done) == 4 and len({(record.key_of(t), t.user_attrs[record.FINALIST_SEED])
+                                   for t in done}) == 4
+    assert not [t for t in final if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def test_finalists_with_parallel_workers(tmp_path, tiny_mnist_dir):
+    cfg = two_stage(tmp_path, tiny_mnist_dir, workers=2)
+    search(cfg, progress=False)
+    final = [t for t in load(cfg) if record.stage_of(t) == record.FINALIST]
+    assert sorted(t.state.name for t in final) == ["COMPLETE"] * 4
+
+
+def test_the_test_images_are_never_read_during_search(tmp_path, tiny_mnist_dir, monkeypatch):
+    """Selection happens on the validation split: the test split may not even be touched."""
+    import nas.data
+
+    class Untouchable:
+        def __getattr__(self, name):
+            raise AssertionError(f"the search read the test images ({name})")
+
+        def __len__(self):
+            raise AssertionError("the search read the test images (len)")
+
+    real = nas.data.load_mnist
+
+    def no_test(*a, **k):
+        m = real(*a, **k)
+        return nas.data.MNIST(m.train, Untouchable(), m.source)  # type: ignore[arg-type]
+
+    for module in ("nas.data", "nas.runner", "nas.study"):
+        monkeypatch.setattr(f"{module}.load_mnist", no_test)
+    cfg = two_stage(tmp_path, tiny_mnist_dir, finalists=1, finalist_seeds=1)
+    search(cfg, progress=False)
+    assert sum(record.stage_of(t) == record.FINALIST for t in load(cfg)) == 1
+
+
+def test_timeout_ends_the_search_stage(tmp_path, tiny_mnist_dir):
+    cfg = two_stage(tmp_path, tiny_mnist_dir, trials=50, finalists=1, finalist_seeds=1,
+                    timeout=1e-6)
+    search(cfg, progress=False)
+    trials = load(cfg)
+    assert sum(record.was_trained(t) for t in trials) < 50
