@@ -296,6 +296,7 @@ def throughput(rounds: int, images: int, device: torch.device, data_dir: str,
         "variants": {v: {**{k: summary(v)[k] for k in ("images_per_s", "precision",
                                                         "flops_per_s", "share_of_peak")},
                          "ratio_over_b": statistics.median(ratios(v, "b")),
+                         "ratios": ratios(v, "b"),
                          "settings": {k: val for k, val in variants[v].to_dict().items()
                                       if val != cfg.to_dict()[k]}}
                      for v in variants},
@@ -318,7 +319,9 @@ def one_candidate(device: torch.device, data_dir: str, cfg: TrainConfig) -> dict
 def search_rate(workers: Sequence[int], trials: int, epochs: int, device: str, data_dir: str,
                 log: Any, train_cfg: TrainConfig | None = None) -> list[dict]:
     """One real search per worker count, each from nothing: its own directory, database,
-    study and settings, and its figures read from its own study only."""
+    study and settings, and its figures read from its own study only. The search stage only
+    (no finalists): the figure is candidates per hour; the finalists' retraining is a fixed
+    cost after it."""
     from nas.runner import search
     from nas.study import SearchConfig
 
@@ -328,7 +331,7 @@ def search_rate(workers: Sequence[int], trials: int, epochs: int, device: str, d
         with tempfile.TemporaryDirectory() as tmp:
             cfg = SearchConfig(storage=f"sqlite:///{tmp}/bench.db", study_name=f"bench-{w}",
                                trials=trials, workers=w, device=device, data_dir=data_dir,
-                               n_val=_n_val(data_dir), train=base)
+                               n_val=_n_val(data_dir), train=base, finalists=0)
             t0 = time.perf_counter()
             study = search(cfg, progress=False)
             secs = time.perf_counter() - t0
@@ -368,6 +371,9 @@ def markdown(res: dict) -> str:
              f"| (b) nas trainer, defaults | {b['precision']} | {b['images_per_s']:,.0f} | "
              f"{b['s_per_epoch']:.1f} | {gflops(b)} | {mem(b)} |",
              f"| **ratio b/a** | | **{t['ratio_b_over_a']:.2f}×** | | | | |", "",
+             "Per round (neighbours in time): b/a " + _ratios(t["ratios"]) + "".join(
+                 f"; {name} over (b) " + _ratios(v.get("ratios", []))
+                 for name, v in t.get("variants", {}).items()) + ".", "",
              f"FLOP/s: {fl['train_per_image'] / 1e6:.1f} MFLOP per training image "
              f"({fl['counted']}) × images/s; peak: best {pk['n']}×{pk['n']} matmul of "
              f"{t['rounds']} round(s), {peaks}.", ""]
@@ -393,6 +399,10 @@ def markdown(res: dict) -> str:
         lines += [f"| {r['workers']} | {r['trials']} | {r['seconds']:.0f} | "
                   f"{r['candidates_per_hour']:,.0f} | {r['epochs_trained']} |" for r in s]
     return "\n".join(lines) + "\n"
+
+
+def _ratios(xs: Sequence[float]) -> str:
+    return ", ".join(f"{x:.2f}×" for x in xs)
 
 
 def _host_line(h: dict[str, Any]) -> str:
@@ -535,17 +545,19 @@ def _expect(ok: bool, what: str) -> None:
 def acceptance(device: torch.device, data_dir: str, cfg: TrainConfig, images: int,
                threads: int, log: Any, workdir: Path) -> dict:
     """The product path on ``device``, end to end, through the real command lines: a search of
-    2 trained candidates with 2 workers (1 epoch), a replay of its best trial (1 seed, 1 epoch),
-    an export of it (ONNX included), then one round of the throughput comparison. Checks what
-    each step recorded (trained count, outcomes, the precision each trial resolved), and
-    raises :class:`CheckFailed` (or the step's own error) at the first failure; it skips
-    nothing. Device-independent: on CPU it is the same routine, which is how the tests run it
-    without a GPU."""
+    2 trained candidates with 2 workers (1 epoch, then 1 finalist on 1 seed), a replay of its
+    best trial (1 seed, 1 epoch), an export of it (ONNX included), then one round of the
+    throughput comparison. Checks what each step recorded (trained count, outcomes, the
+    precision each trial resolved), and raises :class:`CheckFailed` (or the step's own error)
+    at the first failure; it skips nothing. Device-independent: on CPU it is the same
+    routine, which is how the tests run it without a GPU."""
     data = str(Path(data_dir).resolve())
     expected = precision_for(device, cfg.precision)
     url, name = f"sqlite:///{workdir / 'check.db'}", "gpu-check"
     common = ["--device", device.type, "--data-dir", data]
+    # One finalist on one seed: the finalist stage runs too, at the least cost.
     _cli("search", ["nas.search", "--trials", "2", "--workers", "2", "--epochs", "1",
+                    "--finalists", "1", "--finalist-seeds", "1",
                     "--storage", url, "--study-name", name, "--val-size", str(_n_val(data)),
                     "--precision", cfg.precision, "--no-progress", *common], workdir, log)
     import optuna
