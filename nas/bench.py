@@ -448,6 +448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("bench") / "results",
                    help="folder for the JSON and Markdown results (default %(default)s)")
     a = p.parse_args(argv)
+    # The one-candidate timing runs in this process: with --threads too, like every measured
+    # process (and the device line then says so).
+    torch.set_num_threads(a.threads)
     device = resolve_device(a.device)
     load_mnist(a.data_dir)
     cfg = TrainConfig(precision=a.precision)
