@@ -141,6 +141,15 @@ def retrain(report: ReplayReport, spec: ArchSpec, cfg: TrainConfig, device: torc
     from tqdm.auto import tqdm
 
     for seed in report.seeds:
+        path = out / f"seed{seed}.pt"
+        done = _finished_seed(path, spec, replace(cfg, seed=seed), len(train_split))
+        if done is not None:  # an interrupted replay resumes: this seed's weights are there
+            _add_seed(report, path, done["test_acc_final"], done["test_acc_curve"],
+                      done["seconds"], done["precision"])
+            if progress:
+                print(f"seed {seed}: final-epoch test accuracy {done['test_acc_final']:.2%} "
+                      f"(from {path})")
+            continue
         curve: list[float] = []
         bar = tqdm(total=cfg.epochs, desc=f"seed {seed}", unit="ep", disable=not progress,
                    leave=False, dynamic_ncols=True)
@@ -158,17 +167,14 @@ def retrain(report: ReplayReport, spec: ArchSpec, cfg: TrainConfig, device: torc
                             f"{out}") from None
         finally:
             bar.close()
-        path = out / f"seed{seed}.pt"
         assert result.model is not None
         record.save_checkpoint(path, spec, result.model.state_dict(),
                                replace(cfg, seed=seed).to_dict(),
                                {"test_acc_final": result.final_accuracy, "test_acc_curve": curve,
-                                "precision": result.precision})
-        report.precision = result.precision
-        report.test_acc_final.append(result.final_accuracy)
-        report.test_acc_curves.append(curve)
-        report.seconds.append(round(result.seconds, 2))
-        report.weights.append(str(path.resolve()))
+                                "precision": result.precision,
+                                "seconds": round(result.seconds, 2),
+                                "train_images": len(train_split)})
+        _add_seed(report, path, result.final_accuracy, curve, result.seconds, result.precision)
         if progress:
             print(f"seed {seed}: final-epoch test accuracy {result.final_accuracy:.2%} "
                   f"({result.seconds:.1f} s)")
@@ -178,6 +184,30 @@ def retrain(report: ReplayReport, spec: ArchSpec, cfg: TrainConfig, device: torc
     acc = (f"{report.test_acc_final[0]:.4f} (this file: seed 0, final epoch); mean over "
            f"{len(report.seeds)} seed(s) {report.mean:.4f} ± {report.std:.4f}")
     write_onnx(spec, seed0, out / "model.onnx", metadata(spec, acc))
+
+
+def _finished_seed(path: Path, spec: ArchSpec, cfg: TrainConfig,
+                   train_images: int) -> dict[str, Any] | None:
+    """The metrics of ``path`` if it holds this very training run, finished (same spec, same
+    settings and seed, a full curve on all training images); else None: train it (again)."""
+    ckpt = record.checkpoint_of(path, spec)
+    if ckpt is None or ckpt.get("train_config") != cfg.to_dict():
+        return None
+    m = ckpt.get("metrics", {})
+    keys = ("test_acc_final", "test_acc_curve", "seconds", "precision", "train_images")
+    if not all(k in m for k in keys) or len(m["test_acc_curve"]) != cfg.epochs or \
+            m["train_images"] != train_images:
+        return None  # e.g. written before replays recorded their seconds
+    return m
+
+
+def _add_seed(report: ReplayReport, path: Path, acc: float, curve: list[float],
+              seconds: float, precision: str) -> None:
+    report.precision = precision
+    report.test_acc_final.append(acc)
+    report.test_acc_curves.append(list(curve))
+    report.seconds.append(round(seconds, 2))
+    report.weights.append(str(path.resolve()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -70,7 +70,8 @@ class Dropout:
 
 
 TransitionOp = Union[MaxPool, Conv1x1, BatchNorm, Dropout]
-_OPS: dict[str, type] = {"maxpool": MaxPool, "conv1x1": Conv1x1, "bn": BatchNorm, "dropout": Dropout}
+_OPS: dict[str, type] = {"maxpool": MaxPool, "conv1x1": Conv1x1, "bn": BatchNorm,
+                         "dropout": Dropout}
 
 
 @dataclass(frozen=True)

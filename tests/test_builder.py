@@ -51,5 +51,6 @@ def test_channels_last_forward_matches():
     model = build(spec).eval()
     x = torch.randn(3, 1, 28, 28)
     ref = model(x)
-    cl = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+    cl_model = model.to(memory_format=torch.channels_last)
+    cl = cl_model(x.contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(cl, ref, rtol=1e-4, atol=1e-5)

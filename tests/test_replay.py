@@ -1,0 +1,48 @@
+"""``nas.replay``: an interrupted replay resumes without retraining the seeds it finished."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nas import replay
+from nas.cli import run
+
+
+def _replay(capsys, tmp_path, data_dir, *argv: str) -> tuple[str, dict]:
+    with pytest.raises(SystemExit) as e:
+        run(replay.main, "nas.replay", ["--spec", "bn_dropout_16k", "--data-dir", str(data_dir),
+                                        "--out", str(tmp_path / "r"), "--no-progress", *argv])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    return out, json.loads((tmp_path / "r" / "report.json").read_text())
+
+
+def test_a_resumed_replay_retrains_only_the_missing_or_different_seeds(capsys, tmp_path,
+                                                                     tiny_mnist_dir,
+                                                                     monkeypatch):
+    trained: list[int] = []
+    real_train = replay.train
+
+    def counting_train(spec, train_split, test_split, cfg, *args, **kwargs):
+        trained.append(cfg.seed)
+        return real_train(spec, train_split, test_split, cfg, *args, **kwargs)
+
+    monkeypatch.setattr(replay, "train", counting_train)
+    _, first = _replay(capsys, tmp_path, tiny_mnist_dir, "--seeds", "2", "--epochs", "1")
+    assert trained == [0, 1]
+
+    # Seed 1 lost (as if killed while writing it), one more seed asked for: seed 0 is reused
+    # with its recorded numbers, seeds 1 and 2 train.
+    (tmp_path / "r" / "seed1.pt").unlink()
+    _, second = _replay(capsys, tmp_path, tiny_mnist_dir, "--seeds", "3", "--epochs", "1")
+    assert trained == [0, 1, 1, 2]
+    assert second["test_acc_final"][0] == first["test_acc_final"][0]
+    assert second["seconds"][0] == first["seconds"][0]
+    assert second["test_acc_curves"][0] == first["test_acc_curves"][0]
+    assert len(second["test_acc_final"]) == 3 and second["seeds"] == [0, 1, 2]
+
+    # Other settings are another run: nothing is reused.
+    _replay(capsys, tmp_path, tiny_mnist_dir, "--seeds", "2", "--epochs", "2")
+    assert trained == [0, 1, 1, 2, 0, 1]
