@@ -256,6 +256,55 @@ def count_outcome(trials: list[FrozenTrial], outcome: str) -> int:
     return sum(outcome_of(t) == outcome for t in trials)
 
 
+@dataclass(frozen=True)
+class SearchCost:
+    """What a study's training cost, from its trials' records.
+
+    ``full_trainings`` is the issue's unit: epochs trained (each one pass over the search's
+    training split, in either stage; rejected and duplicate candidates train nothing) divided
+    by the full schedule's epochs, so 1.0 is one candidate trained for the full schedule.
+    ``trial_seconds`` adds up the trials' own durations (start to end, so it counts each
+    worker's time once); ``span_seconds`` runs from the first trial's start to the last one's
+    end, pauses between resumed runs included."""
+
+    epochs: dict[str, int]  # stage -> epochs trained
+    full_epochs: int
+    trial_seconds: float
+    span_seconds: float
+
+    @property
+    def full_trainings(self) -> float:
+        return sum(self.epochs.values()) / self.full_epochs
+
+    def line(self) -> str:
+        by_stage = ", ".join(f"{n} in the {s} stage" for s, n in self.epochs.items())
+        return (f"compute: {sum(self.epochs.values())} epochs trained ({by_stage}) = "
+                f"{self.full_trainings:.1f} full-schedule ({self.full_epochs}-epoch) trainings; "
+                f"trials took {_hms(self.trial_seconds)} (first start to last end "
+                f"{_hms(self.span_seconds)})")
+
+
+def search_cost(study: optuna.Study, full_epochs: int) -> SearchCost:
+    """The compute a study has spent so far (:class:`SearchCost`); running trials count the
+    epochs they have recorded."""
+    trials = study.get_trials(deepcopy=False)
+    epochs = {SEARCH: 0, FINALIST: 0}
+    for t in trials:
+        epochs[stage_of(t)] += len(curve_of(t))
+    ended = [t for t in trials if t.datetime_start is not None and
+             t.datetime_complete is not None]
+    busy = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in ended)
+    span = (max(t.datetime_complete for t in ended) -
+            min(t.datetime_start for t in ended)).total_seconds() if ended else 0.0
+    return SearchCost(epochs, full_epochs, busy, span)
+
+
+def _hms(seconds: float) -> str:
+    m, s = divmod(round(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s"
+
+
 def completed(study: optuna.Study) -> list[FrozenTrial]:
     """Search-stage trials that completed training, best first (duplicates, which repeat an
     earlier trial's value, left out)."""

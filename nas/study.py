@@ -203,7 +203,8 @@ def summary(study: optuna.Study, cfg: SearchConfig, top: int = 5) -> str:
     lines = [f"study {study.study_name!r} in {cfg.storage}: {n_trained} trained "
              f"({len(done)} complete, {count[record.PRUNED]} pruned, {count[record.FAILED]} "
              f"failed), {count[record.REJECTED]} rejected before training, "
-             f"{count[record.DUPLICATE]} duplicates"]
+             f"{count[record.DUPLICATE]} duplicates",
+             record.search_cost(study, cfg.train.epochs).line()]
     if done:
         epochs = cfg.search_train().epochs
         lines.append(f"{'trial':>6} {'val acc':>8} {'params':>7} {'RF':>4}  architecture "

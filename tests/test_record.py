@@ -105,3 +105,34 @@ def test_a_study_from_the_previous_release_exports_and_replays(old_study, tmp_pa
         in capsys.readouterr().out
     again = optuna.load_study(study_name="mnist-12000p-1e", storage=old_study)
     assert record.replay_of(again, best.number)["seeds"] == [0, 1]
+
+
+def test_search_cost_counts_epochs_of_both_stages_in_full_schedule_trainings():
+    """By hand: search-stage curves of 3, 1 and 0 epochs (a rejected candidate) and two
+    finalist runs of 15, plus 2 recorded by a trial still running, are 6 + 30 = 36 epochs =
+    36 / 15 = 2.4 full 15-epoch trainings.
+    Trials of 60 s, 30 s, 1 s, 100 s, 100 s; the last ends 400 s after the first started."""
+    from datetime import datetime, timedelta
+
+    t0 = datetime(2026, 11, 25, 12, 0, 0)
+    study = optuna.create_study(direction="maximize")
+    runs = [(record.SEARCH, 3, 0, 60), (record.SEARCH, 1, 60, 30), (record.SEARCH, 0, 90, 1),
+            (record.FINALIST, 15, 100, 100), (record.FINALIST, 15, 300, 100)]
+    for n, (stage, epochs, start, seconds) in enumerate(runs):
+        state = optuna.trial.TrialState.COMPLETE
+        study.add_trial(optuna.trial.FrozenTrial(
+            number=n, state=state, value=0.5, datetime_start=t0 + timedelta(seconds=start),
+            datetime_complete=t0 + timedelta(seconds=start + seconds), params={},
+            distributions={}, user_attrs={record.STAGE: stage, record.VAL_ACC: [0.5] * epochs},
+            system_attrs={}, intermediate_values={}, trial_id=n))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING,
+                                              user_attrs={record.VAL_ACC: [0.4, 0.6]}))
+    cost = record.search_cost(study, 15)
+    assert cost.epochs == {record.SEARCH: 6, record.FINALIST: 30}  # the running trial's 2 count
+    assert cost.full_trainings == pytest.approx(36 / 15)
+    assert cost.trial_seconds == pytest.approx(291.0)
+    assert cost.span_seconds == pytest.approx(400.0)
+    assert "36 epochs trained (6 in the search stage, 30 in the finalist stage) = 2.4 " \
+        "full-schedule (15-epoch) trainings" in cost.line()
+    assert "trials took 4 min 51 s (first start to last end 6 min 40 s)" in cost.line()
+    assert record.search_cost(optuna.create_study(), 15).full_trainings == 0.0

@@ -36,6 +36,9 @@ def test_search_trains_exactly_n_and_resumes_without_losing_trials(tmp_path, tin
     assert len(search(replace(cfg, trials=4), progress=False).get_trials()) == n
     text = summary(study, cfg)
     assert "5 trained" in text and "python -m nas.replay" in text
+    epochs = sum(len(t.user_attrs.get("val_acc", [])) for t in again)
+    assert epochs > 5  # pruning may stop some early, but none is pruned before epoch 1
+    assert f"compute: {epochs} epochs trained" in text
 
 
 def test_study_records_dataset_budget_and_versions(tmp_path, tiny_mnist_dir):
