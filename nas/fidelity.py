@@ -47,6 +47,7 @@ from nas.train import (TrainConfig, TrainingDiverged, device_name, resolve_devic
 
 EPOCH_PROXIES = (1, 2, 4)  # accuracy after epoch k of the full schedule
 TOP = 5
+LEARNED = 0.5  # full-schedule accuracy below this: the candidate never learned (chance is 0.1)
 
 
 @dataclass(frozen=True)
@@ -223,18 +224,26 @@ def analyze(runs: list[dict[str, Any]], ident: dict[str, Any]) -> dict[str, Any]
     cands = [{"candidate": i, "key": f["key"], "params": f["params"], "full": f["final_acc"],
               "full_seconds": f["seconds"], "proxies": {n: v[0] for n, v in vals[i].items()}}
              for i, f in full.items()]
-    proxies = {}
-    for name in names:
-        have = [i for i in full if name in vals[i]]
-        truth, prox = [full[i]["final_acc"] for i in have], [vals[i][name][0] for i in have]
-        rho = spearman(truth, prox)
-        proxies[name] = {
-            "n": len(have), "spearman": None if math.isnan(rho) else rho,
-            f"top{TOP}_kept": top_overlap(truth, prox), "top_k": min(TOP, len(have)),
-            "time_fraction": fmean(vals[i][name][1] / full[i]["seconds"] for i in have)
-            if have else None,
-            "images_fraction": fmean(vals[i][name][2] / full[i]["images"] for i in have)
-            if have else None}
+
+    def judge(ids: list[int]) -> dict[str, dict[str, Any]]:
+        proxies = {}
+        for name in names:
+            have = [i for i in ids if name in vals[i]]
+            truth, prox = [full[i]["final_acc"] for i in have], [vals[i][name][0] for i in have]
+            rho = spearman(truth, prox)
+            proxies[name] = {
+                "n": len(have), "spearman": None if math.isnan(rho) else rho,
+                f"top{TOP}_kept": top_overlap(truth, prox), "top_k": min(TOP, len(have)),
+                "time_fraction": fmean(vals[i][name][1] / full[i]["seconds"] for i in have)
+                if have else None,
+                "images_fraction": fmean(vals[i][name][2] / full[i]["images"] for i in have)
+                if have else None}
+        return proxies
+
+    # A candidate that never learned (chance-level at the end) is last for every proxy: the
+    # ties at the bottom lift every correlation. What a search needs is the order among the
+    # ones that learn, so the report gives both.
+    learned = [i for i in full if full[i]["final_acc"] >= LEARNED]
     spread = []
     for i in full:
         accs = [r["final_acc"] for (c, name, _), r in sorted(ok.items())
@@ -244,16 +253,31 @@ def analyze(runs: list[dict[str, Any]], ident: dict[str, Any]) -> dict[str, Any]
                            "mean": fmean(accs), "std": stdev(accs)})
     dof = sum(x["seeds"] - 1 for x in spread)
     pooled = math.sqrt(sum((x["seeds"] - 1) * x["std"] ** 2 for x in spread) / dof) if dof else None
-    return {"candidates": cands, "proxies": proxies,
+    return {"candidates": cands, "proxies": judge(list(full)),
+            "proxies_learned": judge(learned), "learned_threshold": LEARNED,
             "seed_spread": {"candidates": spread, "pooled_std": pooled},
             "diverged": [[r["candidate"], r["proxy"], r["seed"]] for r in runs
                          if r["final_acc"] is None],
             "trainer_versions": sorted({f"{r['commit']}/{r['trainer_sha256']}" for r in runs
-                                        if "trainer_sha256" in r})}
+                                        if "trainer_sha256" in r}),
+            # Commits differ as the project moves on; what must not differ is the trainer.
+            "trainer_hashes": sorted({r["trainer_sha256"] for r in runs
+                                      if "trainer_sha256" in r})}
 
 
 def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.2f}%"
+
+
+def _proxy_table(proxies: dict[str, dict[str, Any]]) -> list[str]:
+    out = ["| proxy | n | Spearman | top-5 kept | time / full | images / full |",
+           "|---|---:|---:|---:|---:|---:|"]
+    for name, p in proxies.items():
+        rho, tf, imf = (("–" if x is None else f"{x:.3f}") for x in
+                        (p["spearman"], p["time_fraction"], p["images_fraction"]))
+        out.append(f"| {name} | {p['n']} | {rho} | {p[f'top{TOP}_kept']}/{p['top_k']} | {tf} | "
+                   f"{imf} |")
+    return out
 
 
 def markdown(rep: dict[str, Any]) -> str:
@@ -263,7 +287,10 @@ def markdown(rep: dict[str, Any]) -> str:
            f"{rep['identity']['epochs']} epochs", ""]
     if rep["partial"]:
         out += [f"**PARTIAL**: {rep['runs_done']} of {rep['runs_planned']} runs done.", ""]
-    out += [f"- command: `{rep['command']}`", f"- date: {rep['date']}",
+    rewritten = (f" (this report written by `{rep['command']}`)"
+                 if rep.get("first_command", rep["command"]) != rep["command"] else "")
+    out += [f"- command: `{rep.get('first_command', rep['command'])}`{rewritten}",
+            f"- date: {rep['date']}",
             f"- device: {h['device']}, CPU {h['cpu_model']}, avx512_bf16 "
             f"{'yes' if h['cpu_flags']['avx512_bf16'] else 'no'}, bf16 autocast "
             f"{'on' if h['bf16_autocast'] else 'off'}",
@@ -271,13 +298,13 @@ def markdown(rep: dict[str, Any]) -> str:
             f"trainer (commit/sha256 of train, augment, builder): "
             f"{', '.join(a['trainer_versions'])}",
             f"- candidates with a full run: {len(a['candidates'])} of {rep['candidates']}", "",
-            "| proxy | n | Spearman | top-5 kept | time / full | images / full |",
-            "|---|---:|---:|---:|---:|---:|"]
-    for name, p in a["proxies"].items():
-        rho, tf, imf = (("–" if x is None else f"{x:.3f}") for x in
-                        (p["spearman"], p["time_fraction"], p["images_fraction"]))
-        out.append(f"| {name} | {p['n']} | {rho} | {p[f'top{TOP}_kept']}/{p['top_k']} | {tf} | "
-                   f"{imf} |")
+            "All candidates:", ""]
+    out += _proxy_table(a["proxies"])
+    if "proxies_learned" in a:
+        out += ["", f"Only the candidates that learned (full schedule ≥ "
+                    f"{a['learned_threshold']:.0%}): the order a search needs among viable "
+                    f"networks, without the ties of the failed ones at the bottom:", ""]
+        out += _proxy_table(a["proxies_learned"])
     names = list(a["proxies"])
     out += ["", "| # | params | full | s | " + " | ".join(names) + " | architecture |",
             "|---:|---:|---:|---:|" + "---:|" * len(names) + "---|"]
@@ -291,7 +318,7 @@ def markdown(rep: dict[str, Any]) -> str:
             "| # | seeds | mean | std | accuracies |", "|---:|---:|---:|---:|---|"]
     out += [f"| {x['candidate']} | {x['seeds']} | {_pct(x['mean'])} | {_pct(x['std'])} | "
             f"{', '.join(_pct(v) for v in x['accs'])} |" for x in s["candidates"]]
-    if len(a["trainer_versions"]) > 1:
+    if len(a.get("trainer_hashes", a["trainer_versions"])) > 1:
         out += ["", f"**Mixed trainer code** (commit/hash): {a['trainer_versions']}"]
     if a["diverged"]:
         out += ["", f"Diverged (left out): {a['diverged']}"]
@@ -358,6 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.analyze_only:
         if header is None:
             raise UserError(f"no run file at {path}")
+        if runs:  # the runs' machine, not this one: the report describes how they ran
+            host = {**host, **{k: runs[-1][k] for k in host if k in runs[-1]}}
         write_report(a.out, stem, header, runs, jobs, command, host)
         print(f"written: {a.out / stem}.json, .md ({len(runs)} runs)")
         return 0

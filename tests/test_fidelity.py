@@ -73,6 +73,24 @@ def test_analyze_hand_made() -> None:
     assert sp["mean"] == pytest.approx(0.98) and sp["std"] == pytest.approx(0.01)
     assert a["seed_spread"]["pooled_std"] == pytest.approx(0.01)
     assert a["diverged"] == [[4, "full", 0], [3, "short-1e", 0]]
+    # All four learned (>= 50 %): the same judgement.
+    assert a["proxies_learned"]["epoch-1"] == e1
+
+
+def test_analyze_judges_the_learned_candidates_apart() -> None:
+    """Two candidates stuck at chance (11 %) that every proxy puts last, and three that
+    learned, which epoch 1 orders exactly backwards. By hand, ranks full 5,4,3,1.5,1.5 and
+    proxy 3,4,5,1.5,1.5, deviations from the mean 3: covariance sum 0+1+0+2.25+2.25 = 5.5,
+    each variance sum 4+1+0+2.25+2.25 = 9.5, so over all five Spearman is 5.5/9.5 = 11/19, a
+    fair-looking 0.58; over the learned three it is -1."""
+    ident = {"epochs": 2, "short_epochs": [1], "subset": 10, "subset_epochs": 1}
+    full = [0.99, 0.98, 0.97, 0.11, 0.11]
+    epoch1 = [0.90, 0.91, 0.92, 0.11, 0.11]
+    runs = [_run(i, "full", f, curve=[e, f]) for i, (f, e) in enumerate(zip(full, epoch1))]
+    a = fidelity.analyze(runs, ident)
+    assert a["proxies"]["epoch-1"]["spearman"] == pytest.approx(11 / 19)
+    learned = a["proxies_learned"]["epoch-1"]
+    assert learned["n"] == 3 and learned["spearman"] == pytest.approx(-1.0)
 
 
 def test_cut_last_line_is_ignored_and_repaired(tmp_path: Path) -> None:
