@@ -45,6 +45,14 @@ class Split:
     def to(self, device: torch.device | str) -> Split:
         return Split(self.x.to(device), self.y.to(device))
 
+    def subset(self, n: int, seed: int = 0) -> Split:
+        """The first ``n`` images of a permutation seeded by ``seed``: the same images on
+        every call, every device and every process."""
+        if not 0 < n <= len(self):
+            raise DataError(f"a subset must have between 1 and {len(self):,} images, got {n:,}")
+        pick = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+        return Split(self.x[pick.to(self.x.device)], self.y[pick.to(self.y.device)])
+
 
 @dataclass(frozen=True)
 class MNIST:

@@ -410,9 +410,7 @@ def study(a: Any, command: str, stem: str, header: dict[str, Any] | None,
     tr, val = load_mnist(a.data_dir).search_splits(a.val_size, 0)
     if a.subset >= len(tr):
         raise UserError(f"--subset must be below the {len(tr):,} training images")
-    # A fixed, seeded subset: every candidate sees the same images.
-    pick = torch.randperm(len(tr), generator=torch.Generator().manual_seed(0))[:a.subset]
-    splits = {None: tr, a.subset: Split(tr.x[pick], tr.y[pick])}
+    splits = {None: tr, a.subset: tr.subset(a.subset, 0)}  # every candidate, the same images
     specs = sample_candidates(a.candidates, a.max_params, a.seed)
     for r in runs:
         if r["candidate"] < len(specs) and r["key"] != specs[r["candidate"]].key():

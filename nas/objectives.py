@@ -43,6 +43,7 @@ class Objective:
     device: torch.device
     on_epoch: Callable[[Trial, EpochReport], None] | None = None  # progress display
     finalist_cfg: TrainConfig | None = None  # default: cfg
+    finalist_split: Split | None = None  # the finalists' training images; default: train_split
     artifacts: Any = None  # an Optuna ArtifactStore (nas.artifacts.open_store); None: no files
 
     def __call__(self, trial: Trial) -> float:
@@ -62,7 +63,8 @@ class Objective:
             spec = sample_spec(trial)  # the queued parameters: the finalist's architecture
             p = plan(spec.validate())
             record.write_candidate(trial, spec, p)
-            return self._train(trial, spec, p, cfg, prune=False)
+            split = self.train_split if self.finalist_split is None else self.finalist_split
+            return self._train(trial, spec, p, cfg, split, prune=False)
         spec = sample_spec(trial)
         try:
             p = plan(spec.validate())  # the one plan of this candidate
@@ -77,11 +79,12 @@ class Objective:
         twin = record.earlier_same_arch(trial.study, trial, spec.key())
         if twin is not None:
             return _reuse(trial, twin)
-        return self._train(trial, spec, p, self.cfg, prune=True)
+        return self._train(trial, spec, p, self.cfg, self.train_split, prune=True)
 
     def _train(self, trial: Trial, spec: ArchSpec, p: Plan, cfg: TrainConfig,
-               prune: bool) -> float:
-        record.write_training_start(trial, device_name(self.device), cfg.to_dict(), p)
+               train_split: Split, prune: bool) -> float:
+        record.write_training_start(trial, device_name(self.device), cfg.to_dict(), p,
+                                    len(train_split))
         record.write_arch_artifacts(trial, self.artifacts, p)
         record.write_precision(trial, precision_for(self.device, cfg.precision))
         accs: list[float] = []
@@ -99,7 +102,7 @@ class Objective:
                 raise optuna.TrialPruned(f"pruned after epoch {r.epoch}")
 
         try:
-            result = train(spec, self.train_split, self.val_split, cfg, self.device,
+            result = train(spec, train_split, self.val_split, cfg, self.device,
                            callback=report)
         except (TrainingDiverged, torch.OutOfMemoryError) as e:
             record.write_outcome(trial, record.FAILED,

@@ -44,6 +44,7 @@ RF = "receptive_field"
 OUTCOME = "outcome"  # one of OUTCOMES
 REASON = "reason"
 VAL_ACC = "val_acc"  # per-epoch validation accuracy
+TRAIN_IMAGES = "train_images"  # images per epoch (the search stage may train on a subset)
 EPOCH_SECONDS = "epoch_seconds"
 TRAIN_SECONDS = "train_seconds"
 DEVICE = "device"
@@ -169,9 +170,10 @@ def write_rejected_note(trial: Trial, reason: str) -> None:
 
 
 def write_training_start(trial: Trial, device: str, train_config: dict[str, Any],
-                         plan: Plan) -> None:
+                         plan: Plan, train_images: int) -> None:
     trial.set_user_attr(DEVICE, device)
     trial.set_user_attr(TRAIN_CONFIG, train_config)
+    trial.set_user_attr(TRAIN_IMAGES, train_images)
     save_note(trial, trial_note(plan, trial.number))
 
 
@@ -260,43 +262,51 @@ def count_outcome(trials: list[FrozenTrial], outcome: str) -> int:
 class SearchCost:
     """What a study's training cost, from its trials' records.
 
-    ``full_trainings`` is the issue's unit: epochs trained (each one pass over the search's
-    training split, in either stage; rejected and duplicate candidates train nothing) divided
-    by the full schedule's epochs, so 1.0 is one candidate trained for the full schedule.
+    ``full_trainings`` is the issue's unit: the images trained on, in either stage (an epoch
+    is one pass over the trial's training images: the whole search split, or the search
+    stage's ``--proxy-subset``; rejected and duplicate candidates train nothing), divided by
+    one full-schedule training's (``full_epochs`` passes over the whole ``full_images``
+    split), so 1.0 is one candidate trained for the full schedule.
     ``trial_seconds`` adds up the trials' own durations (start to end, so it counts each
     worker's time once); ``span_seconds`` runs from the first trial's start to the last one's
     end, pauses between resumed runs included."""
 
     epochs: dict[str, int]  # stage -> epochs trained
+    images: dict[str, int]  # stage -> images trained on
     full_epochs: int
+    full_images: int
     trial_seconds: float
     span_seconds: float
 
     @property
     def full_trainings(self) -> float:
-        return sum(self.epochs.values()) / self.full_epochs
+        return sum(self.images.values()) / (self.full_epochs * self.full_images)
 
     def line(self) -> str:
-        by_stage = ", ".join(f"{n} in the {s} stage" for s, n in self.epochs.items())
-        return (f"compute: {sum(self.epochs.values())} epochs trained ({by_stage}) = "
-                f"{self.full_trainings:.1f} full-schedule ({self.full_epochs}-epoch) trainings; "
+        by_stage = ", ".join(f"{self.images[s] / (self.full_epochs * self.full_images):.1f} "
+                             f"in the {s} stage ({n} epochs)" for s, n in self.epochs.items())
+        return (f"compute: {self.full_trainings:.1f} full-schedule trainings ({by_stage}; one = "
+                f"{self.full_epochs} epochs of {self.full_images:,} images); "
                 f"trials took {_hms(self.trial_seconds)} (first start to last end "
                 f"{_hms(self.span_seconds)})")
 
 
 def search_cost(study: optuna.Study, full_epochs: int) -> SearchCost:
     """The compute a study has spent so far (:class:`SearchCost`); running trials count the
-    epochs they have recorded."""
+    epochs they have recorded. Trials of studies before 0.2 trained on the whole split."""
+    full_images = int(study.user_attrs.get(DATASET, {}).get("train", 0))
     trials = study.get_trials(deepcopy=False)
-    epochs = {SEARCH: 0, FINALIST: 0}
+    epochs, images = {SEARCH: 0, FINALIST: 0}, {SEARCH: 0, FINALIST: 0}
     for t in trials:
-        epochs[stage_of(t)] += len(curve_of(t))
+        n = len(curve_of(t))
+        epochs[stage_of(t)] += n
+        images[stage_of(t)] += n * int(t.user_attrs.get(TRAIN_IMAGES, full_images))
     ended = [t for t in trials if t.datetime_start is not None and
              t.datetime_complete is not None]
     busy = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in ended)
     span = (max(t.datetime_complete for t in ended) -
             min(t.datetime_start for t in ended)).total_seconds() if ended else 0.0
-    return SearchCost(epochs, full_epochs, busy, span)
+    return SearchCost(epochs, images, full_epochs, max(full_images, 1), busy, span)
 
 
 def _hms(seconds: float) -> str:

@@ -78,6 +78,8 @@ def run_worker(cfg: SearchConfig, stage: str, tickets: Tickets, progress: bool,
     tr, val = mnist.search_splits(cfg.n_val, cfg.split_seed)
     tr, val = tr.to(device), val.to(device)
     search_cfg = cfg.search_train()
+    # The same images for every candidate (and every worker): seeded by the split's seed.
+    search_tr = tr.subset(cfg.proxy_subset, cfg.split_seed) if cfg.proxy_subset else tr
     with faults(cfg.storage):
         study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(cfg.storage),
                                   sampler=make_sampler(cfg.sampler, cfg.seed),
@@ -87,8 +89,8 @@ def run_worker(cfg: SearchConfig, stage: str, tickets: Tickets, progress: bool,
                          progress, "trials")
         else:
             bars = _Bars(study, tickets.left.value, 0, cfg.train.epochs, progress, "finalists")
-        objective = Objective(tr, val, search_cfg, cfg.max_params, device, on_epoch=bars.epoch,
-                              finalist_cfg=cfg.train,
+        objective = Objective(search_tr, val, search_cfg, cfg.max_params, device,
+                              on_epoch=bars.epoch, finalist_cfg=cfg.train, finalist_split=tr,
                               artifacts=open_store(cfg.storage, cfg.artifact_dir, create=True))
         # A diverged or out-of-memory candidate fails alone; anything else is a bug.
         catch = (TrainingDiverged, torch.OutOfMemoryError)
@@ -217,6 +219,11 @@ def search(cfg: SearchConfig, progress: bool = True) -> optuna.Study:
     if cfg.train.batch_size > n_train - cfg.n_val:
         raise UserError(f"--batch-size {cfg.train.batch_size:,} is larger than the "
                         f"{n_train - cfg.n_val:,} training images")
+    if cfg.proxy_subset is not None and \
+            not cfg.train.batch_size <= cfg.proxy_subset <= n_train - cfg.n_val:
+        raise UserError(f"--proxy-subset {cfg.proxy_subset:,} must be between the batch size "
+                        f"({cfg.train.batch_size:,}) and the {n_train - cfg.n_val:,} training "
+                        f"images")
     study = prepare_study(cfg)
     deadline = time.time() + cfg.timeout if cfg.timeout else None
     remaining = cfg.trials - record.count_trained(study)

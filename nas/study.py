@@ -47,6 +47,7 @@ class SearchConfig:
     seed: int = 0
     train: TrainConfig = field(default_factory=TrainConfig)  # the full schedule
     proxy_epochs: int | None = None  # the search stage's own short schedule; None: the full one
+    proxy_subset: int | None = None  # the search stage's training images; None: the whole split
     finalists: int = 3  # architectures retrained with the full schedule at the end
     finalist_seeds: int = 2  # seeds of each finalist
     timeout: float | None = None  # seconds for the search stage (Optuna's timeout)
@@ -60,7 +61,8 @@ class SearchConfig:
         """What must match for trials to be comparable: resuming with other values is refused.
         (How many finalists, on how many seeds, may change from run to run.)"""
         return {"max_params": self.max_params, "n_val": self.n_val, "split_seed": self.split_seed,
-                "train": self.train.to_dict(), "proxy_epochs": self.proxy_epochs}
+                "train": self.train.to_dict(), "proxy_epochs": self.proxy_epochs,
+                "proxy_subset": self.proxy_subset}
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:

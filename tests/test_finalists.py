@@ -127,3 +127,41 @@ def test_timeout_ends_the_search_stage(tmp_path, tiny_mnist_dir):
     search(cfg, progress=False)
     trials = load(cfg)
     assert sum(record.was_trained(t) for t in trials) < 50
+
+
+def test_proxy_subset_trains_the_search_stage_on_fewer_images_and_the_finalists_on_all(
+        tmp_path, tiny_mnist_dir, monkeypatch):
+    seen: list[tuple[int, int]] = []  # (images, epochs) of every training
+    real = objectives.train
+
+    def spy(spec, train_split, val_split, cfg, *args, **kwargs):
+        seen.append((len(train_split), cfg.epochs))
+        return real(spec, train_split, val_split, cfg, *args, **kwargs)
+
+    monkeypatch.setattr(objectives, "train", spy)
+    cfg = two_stage(tmp_path, tiny_mnist_dir, proxy_subset=200)
+    study = search(cfg, progress=False)
+    trials = load(cfg)
+    # 3 search-stage trainings of 1 epoch on 200 of the 400 training images, then 2 finalists
+    # x 2 seeds of 3 epochs on all 400.
+    assert seen == [(200, 1)] * 3 + [(400, 3)] * 4
+    assert {t.user_attrs[record.TRAIN_IMAGES] for t in trials if record.was_trained(t)} == {200}
+    cost = record.search_cost(study, 3)
+    assert cost.images == {record.SEARCH: 600, record.FINALIST: 4800}
+    assert cost.full_trainings == pytest.approx(5400 / 1200)
+    # Another subset is another study's settings: refused.
+    with pytest.raises(Exception, match="proxy_subset"):
+        search(replace(cfg, proxy_subset=300), progress=False)
+    with pytest.raises(Exception, match="--proxy-subset 401 must be between"):
+        search(replace(cfg, proxy_subset=401, study_name="other"), progress=False)
+
+
+def test_a_subset_is_the_same_images_every_time(tiny_mnist_dir):
+    from nas.data import DataError, load_mnist
+
+    tr = load_mnist(tiny_mnist_dir).train
+    a, b = tr.subset(50, 3), tr.subset(50, 3)
+    assert len(a) == 50 and a.x.equal(b.x) and a.y.equal(b.y)
+    assert not tr.subset(50, 4).x.equal(a.x)
+    with pytest.raises(DataError):
+        tr.subset(len(tr) + 1)

@@ -107,32 +107,42 @@ def test_a_study_from_the_previous_release_exports_and_replays(old_study, tmp_pa
     assert record.replay_of(again, best.number)["seeds"] == [0, 1]
 
 
-def test_search_cost_counts_epochs_of_both_stages_in_full_schedule_trainings():
-    """By hand: search-stage curves of 3, 1 and 0 epochs (a rejected candidate) and two
-    finalist runs of 15, plus 2 recorded by a trial still running, are 6 + 30 = 36 epochs =
-    36 / 15 = 2.4 full 15-epoch trainings.
+def test_search_cost_counts_images_of_both_stages_in_full_schedule_trainings():
+    """By hand: the split has 1,000 images, the full schedule 15 epochs, so one full training
+    is 15,000 images. Search-stage curves of 3, 1 and 0 epochs (a rejected candidate) on a
+    250-image subset, plus 2 epochs recorded by a trial still running: 6 epochs, 1,500 images,
+    0.1 trainings. Two finalist runs of 15 epochs on all 1,000 (one from before 0.2, which
+    recorded no image count): 30,000 images, 2.0 trainings. In all 31,500 / 15,000 = 2.1.
     Trials of 60 s, 30 s, 1 s, 100 s, 100 s; the last ends 400 s after the first started."""
     from datetime import datetime, timedelta
 
     t0 = datetime(2026, 11, 25, 12, 0, 0)
     study = optuna.create_study(direction="maximize")
-    runs = [(record.SEARCH, 3, 0, 60), (record.SEARCH, 1, 60, 30), (record.SEARCH, 0, 90, 1),
-            (record.FINALIST, 15, 100, 100), (record.FINALIST, 15, 300, 100)]
-    for n, (stage, epochs, start, seconds) in enumerate(runs):
-        state = optuna.trial.TrialState.COMPLETE
+    study.set_user_attr(record.DATASET, {"train": 1000})
+    runs = [(record.SEARCH, 3, 0, 60, 250), (record.SEARCH, 1, 60, 30, 250),
+            (record.SEARCH, 0, 90, 1, None), (record.FINALIST, 15, 100, 100, 1000),
+            (record.FINALIST, 15, 300, 100, None)]
+    for n, (stage, epochs, start, seconds, images) in enumerate(runs):
+        attrs = {record.STAGE: stage, record.VAL_ACC: [0.5] * epochs}
+        if images is not None:
+            attrs[record.TRAIN_IMAGES] = images
         study.add_trial(optuna.trial.FrozenTrial(
-            number=n, state=state, value=0.5, datetime_start=t0 + timedelta(seconds=start),
+            number=n, state=optuna.trial.TrialState.COMPLETE, value=0.5,
+            datetime_start=t0 + timedelta(seconds=start),
             datetime_complete=t0 + timedelta(seconds=start + seconds), params={},
-            distributions={}, user_attrs={record.STAGE: stage, record.VAL_ACC: [0.5] * epochs},
-            system_attrs={}, intermediate_values={}, trial_id=n))
-    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING,
-                                              user_attrs={record.VAL_ACC: [0.4, 0.6]}))
+            distributions={}, user_attrs=attrs, system_attrs={}, intermediate_values={},
+            trial_id=n))
+    study.add_trial(optuna.trial.create_trial(
+        state=optuna.trial.TrialState.RUNNING,
+        user_attrs={record.VAL_ACC: [0.4, 0.6], record.TRAIN_IMAGES: 250}))
     cost = record.search_cost(study, 15)
-    assert cost.epochs == {record.SEARCH: 6, record.FINALIST: 30}  # the running trial's 2 count
-    assert cost.full_trainings == pytest.approx(36 / 15)
+    assert cost.epochs == {record.SEARCH: 6, record.FINALIST: 30}
+    assert cost.images == {record.SEARCH: 1500, record.FINALIST: 30000}
+    assert cost.full_trainings == pytest.approx(2.1)
     assert cost.trial_seconds == pytest.approx(291.0)
     assert cost.span_seconds == pytest.approx(400.0)
-    assert "36 epochs trained (6 in the search stage, 30 in the finalist stage) = 2.4 " \
-        "full-schedule (15-epoch) trainings" in cost.line()
-    assert "trials took 4 min 51 s (first start to last end 6 min 40 s)" in cost.line()
+    assert cost.line() == (
+        "compute: 2.1 full-schedule trainings (0.1 in the search stage (6 epochs), 2.0 in the "
+        "finalist stage (30 epochs); one = 15 epochs of 1,000 images); trials took 4 min 51 s "
+        "(first start to last end 6 min 40 s)")
     assert record.search_cost(optuna.create_study(), 15).full_trainings == 0.0

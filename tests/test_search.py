@@ -38,7 +38,8 @@ def test_search_trains_exactly_n_and_resumes_without_losing_trials(tmp_path, tin
     assert "5 trained" in text and "python -m nas.replay" in text
     epochs = sum(len(t.user_attrs.get("val_acc", [])) for t in again)
     assert epochs > 5  # pruning may stop some early, but none is pruned before epoch 1
-    assert f"compute: {epochs} epochs trained" in text
+    assert f"in the search stage ({epochs} epochs)" in text
+    assert f"compute: {epochs / cfg.train.epochs:.1f} full-schedule trainings" in text
 
 
 def test_study_records_dataset_budget_and_versions(tmp_path, tiny_mnist_dir):
