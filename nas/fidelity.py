@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import json
 import math
+import multiprocessing
 import os
 import platform
 import shlex
@@ -27,7 +28,7 @@ import subprocess
 import sys
 import time
 from statistics import fmean, stdev
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from nas.cli import (DATA_DIR_HELP, DEVICE_HELP, Parser, UserError, describe, no
                      positive_int, run)
 from nas.data import DEFAULT_DATA_DIR, Split, load_mnist
 from nas.layers import plan
+from nas.processes import die_with_parent
 from nas.search_space import sample_spec
 from nas.spec import ArchSpec, SpecError
 from nas.train import (TrainConfig, TrainingDiverged, device_name, resolve_device, train,
@@ -367,6 +369,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     add("--out", type=Path, default=Path("results"), help="output folder (default results/)")
     add("--threads", type=positive_int, default=torch.get_num_threads(),
         help="CPU threads (default %(default)s: torch's default on this machine)")
+    add("--workers", type=positive_int, default=1,
+        help="runs trained at once, each in its own process with --threads threads "
+             "(default %(default)s)")
     add("--analyze-only", action="store_true", help="rewrite the report from the run file")
     a = p.parse_args(argv)
     command = "python -m nas.fidelity " + shlex.join(sys.argv[1:] if argv is None else argv)
@@ -427,13 +432,18 @@ def study(a: Any, command: str, stem: str, header: dict[str, Any] | None,
           f"on {host['device']}", flush=True)
     old = signal.signal(signal.SIGTERM, _interrupt)
     secs = imgs = 0.0
+    waiting = {(j.candidate, j.proxy, j.seed): j for j in todo}
     try:
-        for n, job in enumerate(todo, 1):
-            runs.append(run_job(job, specs[job.candidate], splits[job.subset], val, device, host))
-            append_line(path, runs[-1])
-            r = runs[-1]
+        results = (_in_parallel(todo, specs, a, device, host) if a.workers > 1 else
+                   (run_job(j, specs[j.candidate], splits[j.subset], val, device, host)
+                    for j in todo))
+        for n, r in enumerate(results, 1):  # in the order they finish
+            job = waiting.pop((r["candidate"], r["proxy"], r["seed"]))
+            runs.append(r)
+            append_line(path, r)
             secs, imgs = secs + r["seconds"], imgs + r["images"]
-            left = sum(j.epochs * len(splits[j.subset]) for j in todo[n:]) * secs / imgs
+            left = sum(j.epochs * len(splits[j.subset]) for j in waiting.values()) * secs / imgs
+            left /= a.workers
             print(f"[{n}/{len(todo)}] candidate {job.candidate} {job.proxy} seed {job.seed}: "
                   f"{_pct(r['final_acc'])} in {r['seconds']:.0f} s "
                   f"({r['seconds'] / job.epochs:.1f} s/epoch), ~{left / 3600:.1f} h left",
@@ -444,6 +454,36 @@ def study(a: Any, command: str, stem: str, header: dict[str, Any] | None,
     write_report(a.out, stem, header, runs, jobs, command, host)
     print(f"written: {a.out / stem}.json, .md")
 
+
+
+def _in_parallel(todo: list[Job], specs: list[ArchSpec], a: Any, device: torch.device,
+                 host: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The run lines of ``todo``, trained by ``a.workers`` processes, in the order they finish
+    (handed out in plan order). However this ends (done, Ctrl-C, SIGTERM), the workers are
+    gone when it returns: terminated, and they die with this process even if it is killed."""
+    pool = multiprocessing.get_context("spawn").Pool(a.workers, initializer=_worker_init)
+    try:
+        yield from pool.imap_unordered(_worker_run, [
+            (job, specs[job.candidate].to_json(), a.data_dir, a.val_size, str(device), a.threads,
+             host) for job in todo])
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def _worker_init() -> None:
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which ends us
+
+
+def _worker_run(args: tuple[Any, ...]) -> dict[str, Any]:
+    """One job in a worker process: its data is loaded once per process (load_mnist caches)."""
+    job, spec_json, data_dir, val_size, device, threads, host = args
+    torch.set_num_threads(threads)
+    tr, val = load_mnist(data_dir).search_splits(val_size, 0)
+    tr = tr if job.subset is None else tr.subset(job.subset, 0)
+    dev = torch.device(device)
+    return run_job(job, ArchSpec.from_json(spec_json), tr.to(dev), val.to(dev), dev, host)
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -178,3 +178,81 @@ def test_sigterm_keeps_the_file_whole_and_resume_finishes(tiny_mnist_dir: Path, 
     assert fidelity.main(argv) == 0
     assert len(calls) == 4  # the lost run and the one after it, nothing else again
     assert len(fidelity.read_runs(path)[1]) == 3
+
+
+def test_two_workers_write_the_same_runs_as_one(tiny_mnist_dir: Path, tmp_path: Path) -> None:
+    """--workers 2: every planned run once, each line whole, the same accuracies as one
+    process would get (same data, seeds and thread count), no worker left behind."""
+    import multiprocessing
+
+    base = [*TINY, "--candidates", "2", "--data-dir", str(tiny_mnist_dir), "--threads", "1"]
+    threads = torch.get_num_threads()
+    try:
+        assert fidelity.main([*base, "--out", str(tmp_path / "one")]) == 0
+        assert fidelity.main([*base, "--out", str(tmp_path / "two"), "--workers", "2"]) == 0
+    finally:
+        torch.set_num_threads(threads)  # process-wide: later tests expect the default
+    assert multiprocessing.active_children() == []
+
+    def runs(folder: str) -> dict:
+        _, rs = fidelity.read_runs(tmp_path / folder / "fidelity-20000p-2e-runs.jsonl")
+        return {(r["candidate"], r["proxy"], r["seed"]): (r["key"], r["images"], r["val_curve"])
+                for r in rs}
+
+    one, two = runs("one"), runs("two")
+    assert len(one) == 7 and one.keys() == two.keys()
+    for k in one:  # same architecture and images; curves equal up to kernel nondeterminism
+        assert one[k][:2] == two[k][:2]
+        assert two[k][2] == pytest.approx(one[k][2], abs=0.02)
+
+
+def _children(pid: int) -> set[int]:
+    try:
+        return {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+    except OSError:
+        return set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_sigterm_to_a_parallel_study_ends_its_workers(tiny_mnist_dir: Path,
+                                                      tmp_path: Path) -> None:
+    """A real process with --workers 2, SIGTERM while both train: exit 143, one line, no
+    worker left, the run file whole, and the same command finishes the study."""
+    import subprocess
+    import sys
+    import time
+
+    argv = [sys.executable, "-m", "nas.fidelity", *TINY, "--epochs", "12", "--candidates", "2",
+            "--data-dir", str(tiny_mnist_dir), "--out", str(tmp_path), "--threads", "1",
+            "--workers", "2"]
+    log = tmp_path / "log"
+    with open(log, "w") as out:
+        p = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while log.read_text().count("full seed 0 epoch") < 2:  # both in their first runs
+            assert p.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        kids = _children(p.pid)
+        assert len(kids) >= 2
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+    assert p.returncode == 143, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    deadline = time.monotonic() + 30
+    while [k for k in kids if _alive(k)]:
+        assert time.monotonic() < deadline, f"workers left: {[k for k in kids if _alive(k)]}"
+        time.sleep(0.1)
+    path = tmp_path / "fidelity-20000p-12e-runs.jsonl"
+    header, runs = fidelity.read_runs(path)
+    assert header is not None and all(r["final_acc"] is not None for r in runs)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert len(fidelity.read_runs(path)[1]) == 7
