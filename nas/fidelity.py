@@ -272,13 +272,19 @@ def _pct(x: float | None) -> str:
 
 
 def _proxy_table(proxies: dict[str, dict[str, Any]]) -> list[str]:
-    out = ["| proxy | n | Spearman | top-5 kept | time / full | images / full |",
-           "|---|---:|---:|---:|---:|---:|"]
+    """One row per proxy. The last column is what a 100-candidate search stage built on the
+    proxy costs in full-schedule trainings (100 x images / full); for an epoch-k proxy that is
+    the floor a pruner reaches only if it stops every candidate at epoch k, hence the >=."""
+    out = ["| proxy | n | Spearman | top-5 kept | time / full | images / full | "
+           "100 candidates, in full trainings |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
     for name, p in proxies.items():
         rho, tf, imf = (("–" if x is None else f"{x:.3f}") for x in
                         (p["spearman"], p["time_fraction"], p["images_fraction"]))
+        cost = "–" if p["images_fraction"] is None else (
+            f"{'≥ ' if name.startswith('epoch-') else ''}{100 * p['images_fraction']:.1f}")
         out.append(f"| {name} | {p['n']} | {rho} | {p[f'top{TOP}_kept']}/{p['top_k']} | {tf} | "
-                   f"{imf} |")
+                   f"{imf} | {cost} |")
     return out
 
 

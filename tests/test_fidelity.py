@@ -131,7 +131,11 @@ def test_study_runs_resumes_and_refuses_other_settings(tiny_mnist_dir: Path, tmp
     # images actually trained: the trainer drops the ragged batch (400 // 256 * 256 per epoch)
     assert rep["analysis"]["proxies"]["subset-100-1e"]["images_fraction"] == pytest.approx(
         100 / (256 * 2))
-    assert "PARTIAL" not in (tmp_path / "fidelity-20000p-2e.md").read_text()
+    md = (tmp_path / "fidelity-20000p-2e.md").read_text()
+    assert "PARTIAL" not in md
+    # 100 candidates x 100 / 512 of a full training's images = 19.5 full trainings
+    assert "| subset-100-1e | 3 |" in md and "| 0.195 | 19.5 |" in md
+    assert "| ≥ 50.0 |" in md  # epoch-1 of 2: at best half of every full training
 
     calls = []
     real_train = fidelity.train
