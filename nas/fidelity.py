@@ -22,6 +22,7 @@ import math
 import multiprocessing
 import os
 import platform
+import random
 import shlex
 import signal
 import subprocess
@@ -44,11 +45,13 @@ from nas.layers import plan
 from nas.processes import die_with_parent
 from nas.search_space import sample_spec
 from nas.spec import ArchSpec, SpecError
+from nas.study import make_pruner
 from nas.train import (TrainConfig, TrainingDiverged, device_name, resolve_device, train,
                        use_bf16)
 
 EPOCH_PROXIES = (1, 2, 4)  # accuracy after epoch k of the full schedule
 TOP = 5
+PRUNERS_REPLAYED = ("hyperband", "sha", "median")  # nas.search's --pruner choices that prune
 LEARNED = 0.5  # full-schedule accuracy below this: the candidate never learned (chance is 0.1)
 
 
@@ -253,9 +256,12 @@ def analyze(runs: list[dict[str, Any]], ident: dict[str, Any]) -> dict[str, Any]
         if len(accs) > 1:
             spread.append({"candidate": i, "seeds": len(accs), "accs": accs,
                            "mean": fmean(accs), "std": stdev(accs)})
+    curves = [full[i]["val_curve"] for i in full]
     dof = sum(x["seeds"] - 1 for x in spread)
     pooled = math.sqrt(sum((x["seeds"] - 1) * x["std"] ** 2 for x in spread) / dof) if dof else None
     return {"candidates": cands, "proxies": judge(list(full)),
+            "pruner": {name: replay_pruner(curves, e, name) for name in PRUNERS_REPLAYED}
+            if len(curves) > 1 else {},
             "proxies_learned": judge(learned), "learned_threshold": LEARNED,
             "seed_spread": {"candidates": spread, "pooled_std": pooled},
             "diverged": [[r["candidate"], r["proxy"], r["seed"]] for r in runs
@@ -265,6 +271,43 @@ def analyze(runs: list[dict[str, Any]], ident: dict[str, Any]) -> dict[str, Any]
             # Commits differ as the project moves on; what must not differ is the trainer.
             "trainer_hashes": sorted({r["trainer_sha256"] for r in runs
                                       if "trainer_sha256" in r})}
+
+
+def replay_pruner(curves: list[list[float]], epochs: int, name: str, trials: int = 100,
+                  seeds: int = 5) -> dict[str, Any]:
+    """The search's pruner (:func:`nas.study.make_pruner`) run on recorded full-schedule
+    curves, no training: each of ``trials`` candidates is one of ``curves`` drawn at random
+    (with replacement), reports its curve epoch by epoch and stops where the pruner says.
+    Over ``seeds`` draws: the epochs trained per candidate (the cost of a pruned search
+    stage: x trials / epochs = full trainings) and in how many draws the best curve drawn
+    was among those trained to the end (pruning it would lose the search's answer)."""
+    per_candidate, best_finished = [], 0
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        for seed in range(seeds):
+            study = optuna.create_study(direction="maximize", pruner=make_pruner(name, epochs))
+            rng, trained, finished = random.Random(seed), 0, set()
+            drawn = [rng.randrange(len(curves)) for _ in range(trials)]
+            for i in drawn:
+                t = study.ask()
+                for e, acc in enumerate(curves[i], 1):
+                    t.report(acc, e)
+                    trained += 1
+                    if e < epochs and t.should_prune():
+                        study.tell(t, state=optuna.trial.TrialState.PRUNED)
+                        break
+                else:
+                    study.tell(t, curves[i][-1])
+                    finished.add(i)
+            per_candidate.append(trained / trials)
+            best = max(curves[i][-1] for i in drawn)
+            best_finished += any(curves[i][-1] == best for i in finished)
+    finally:
+        optuna.logging.set_verbosity(level)
+    mean = fmean(per_candidate)
+    return {"trials": trials, "seeds": seeds, "epochs_per_candidate": mean,
+            "full_trainings": trials * mean / epochs, "best_finished": best_finished}
 
 
 def _pct(x: float | None) -> str:
@@ -313,6 +356,14 @@ def markdown(rep: dict[str, Any]) -> str:
                     f"{a['learned_threshold']:.0%}): the order a search needs among viable "
                     f"networks, without the ties of the failed ones at the bottom:", ""]
         out += _proxy_table(a["proxies_learned"])
+    for name, r in a.get("pruner", {}).items():
+        out += ["", f"`--pruner {name}` as the search configures it, replayed on the "
+                    f"{len(a['candidates'])} full-schedule curves above ({r['trials']} candidates "
+                    f"drawn from them with replacement, {r['seeds']} draws, no training): "
+                    f"{r['epochs_per_candidate']:.1f} epochs per candidate, i.e. "
+                    f"{r['full_trainings']:.1f} full trainings per {r['trials']} candidates; the "
+                    f"best candidate drawn was trained to the end in {r['best_finished']} of "
+                    f"{r['seeds']} draws."]
     names = list(a["proxies"])
     out += ["", "| # | params | full | s | " + " | ".join(names) + " | architecture |",
             "|---:|---:|---:|---:|" + "---:|" * len(names) + "---|"]

@@ -260,3 +260,17 @@ def test_sigterm_to_a_parallel_study_ends_its_workers(tiny_mnist_dir: Path,
     done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert len(fidelity.read_runs(path)[1]) == 7
+
+
+def test_replay_pruner_on_recorded_curves() -> None:
+    """No pruner: every candidate trains all 4 epochs, 100 candidates = 100 full trainings.
+    Hyperband on curves that keep their order from epoch 1 on stops the weak ones early,
+    and never loses the best one (it leads at every rung)."""
+    curves = [[0.1 + 0.2 * k + 0.01 * e for e in range(4)] for k in range(4)]
+    none = fidelity.replay_pruner(curves, 4, "none", trials=20, seeds=2)
+    assert none["epochs_per_candidate"] == 4 and none["full_trainings"] == 20
+    assert none["best_finished"] == 2
+    hb = fidelity.replay_pruner(curves, 4, "hyperband", trials=60, seeds=2)
+    assert 1 <= hb["epochs_per_candidate"] < 4
+    assert hb["full_trainings"] == pytest.approx(60 * hb["epochs_per_candidate"] / 4)
+    assert hb["best_finished"] == 2
