@@ -257,8 +257,11 @@ def analyze(runs: list[dict[str, Any]], ident: dict[str, Any]) -> dict[str, Any]
             spread.append({"candidate": i, "seeds": len(accs), "accs": accs,
                            "mean": fmean(accs), "std": stdev(accs)})
     curves = [full[i]["val_curve"] for i in full]
-    dof = sum(x["seeds"] - 1 for x in spread)
-    pooled = math.sqrt(sum((x["seeds"] - 1) * x["std"] ** 2 for x in spread) / dof) if dof else None
+    # The noise floor is that of networks that learn: one stuck at chance on every seed would
+    # pull the pooled std towards zero.
+    viable = [x for x in spread if x["mean"] >= LEARNED]
+    dof = sum(x["seeds"] - 1 for x in viable)
+    pooled = math.sqrt(sum((x["seeds"] - 1) * x["std"] ** 2 for x in viable) / dof) if dof else None
     return {"candidates": cands, "proxies": judge(list(full)),
             "pruner": {name: replay_pruner(curves, e, name) for name in PRUNERS_REPLAYED}
             if len(curves) > 1 else {},
@@ -373,7 +376,8 @@ def markdown(rep: dict[str, Any]) -> str:
         out.append(f"| {c['candidate']} | {c['params']:,} | {_pct(c['full'])} | "
                    f"{c['full_seconds']:.0f} | {cells} | `{key}` |")
     s = a["seed_spread"]
-    out += ["", f"Seed spread of the full schedule (pooled std {_pct(s['pooled_std'])}):", "",
+    out += ["", f"Seed spread of the full schedule (pooled std of the candidates that learned: "
+                f"{_pct(s['pooled_std'])}):", "",
             "| # | seeds | mean | std | accuracies |", "|---:|---:|---:|---:|---|"]
     out += [f"| {x['candidate']} | {x['seeds']} | {_pct(x['mean'])} | {_pct(x['std'])} | "
             f"{', '.join(_pct(v) for v in x['accs'])} |" for x in s["candidates"]]

@@ -73,6 +73,11 @@ def test_analyze_hand_made() -> None:
     assert sp["mean"] == pytest.approx(0.98) and sp["std"] == pytest.approx(0.01)
     assert a["seed_spread"]["pooled_std"] == pytest.approx(0.01)
     assert a["diverged"] == [[4, "full", 0], [3, "short-1e", 0]]
+    # A candidate stuck at chance on three seeds shows no spread, and is no noise floor.
+    stuck = [_run(9, "full", 0.1135, seed=s, curve=[0.1135, 0.1135]) for s in range(3)]
+    b = fidelity.analyze(runs + stuck, ident)
+    assert len(b["seed_spread"]["candidates"]) == 2
+    assert b["seed_spread"]["pooled_std"] == pytest.approx(0.01)
     # All four learned (>= 50 %): the same judgement.
     assert a["proxies_learned"]["epoch-1"] == e1
 
