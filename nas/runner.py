@@ -79,7 +79,9 @@ def run_worker(cfg: SearchConfig, stage: str, tickets: Tickets, progress: bool,
     tr, val = tr.to(device), val.to(device)
     search_cfg = cfg.search_train()
     # The same images for every candidate (and every worker): seeded by the split's seed.
-    search_tr = tr.subset(cfg.proxy_subset, cfg.split_seed) if cfg.proxy_subset else tr
+    # A subset at least as large as the split is the split (e.g. the default on small data).
+    search_tr = tr.subset(cfg.proxy_subset, cfg.split_seed) \
+        if cfg.proxy_subset and cfg.proxy_subset < len(tr) else tr
     with faults(cfg.storage):
         study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(cfg.storage),
                                   sampler=make_sampler(cfg.sampler, cfg.seed),
@@ -219,11 +221,9 @@ def search(cfg: SearchConfig, progress: bool = True) -> optuna.Study:
     if cfg.train.batch_size > n_train - cfg.n_val:
         raise UserError(f"--batch-size {cfg.train.batch_size:,} is larger than the "
                         f"{n_train - cfg.n_val:,} training images")
-    if cfg.proxy_subset is not None and \
-            not cfg.train.batch_size <= cfg.proxy_subset <= n_train - cfg.n_val:
-        raise UserError(f"--proxy-subset {cfg.proxy_subset:,} must be between the batch size "
-                        f"({cfg.train.batch_size:,}) and the {n_train - cfg.n_val:,} training "
-                        f"images")
+    if cfg.proxy_subset is not None and cfg.proxy_subset < cfg.train.batch_size:
+        raise UserError(f"--proxy-subset {cfg.proxy_subset:,} is smaller than the batch size "
+                        f"({cfg.train.batch_size:,})")
     study = prepare_study(cfg)
     deadline = time.time() + cfg.timeout if cfg.timeout else None
     remaining = cfg.trials - record.count_trained(study)

@@ -32,12 +32,13 @@ def parse_args(argv: Sequence[str] | None) -> tuple[SearchConfig, bool]:
                    help="hard parameter budget (default %(default)s)")
     p.add_argument("--epochs", type=positive_int, default=d.train.epochs,
                    help="training schedule length (default %(default)s)")
-    p.add_argument("--proxy-epochs", type=positive_int, default=d.proxy_epochs,
-                   help="the search stage's own complete short schedule (default: the full "
-                        "--epochs schedule, pruned by --pruner)")
-    p.add_argument("--proxy-subset", type=positive_int, default=d.proxy_subset,
-                   help="the search stage trains on this many images of the training split (a "
-                        "fixed, seeded subset; the finalists train on all) (default: all)")
+    p.add_argument("--proxy-epochs", type=nonneg_int, default=d.proxy_epochs,
+                   help="the search stage's own complete short schedule, at most --epochs; 0: "
+                        "the full --epochs schedule (default %(default)s)")
+    p.add_argument("--proxy-subset", type=nonneg_int, default=d.proxy_subset,
+                   help="the search stage trains on at most this many images of the training "
+                        "split (a fixed, seeded subset; the finalists train on all); 0: all "
+                        "(default %(default)s)")
     p.add_argument("--finalists", type=nonneg_int, default=d.finalists,
                    help="best candidates retrained at the end with the full schedule on "
                         "--finalist-seeds seeds; the best mean wins (default %(default)s; "
@@ -92,8 +93,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[SearchConfig, bool]:
         storage=a.storage, study_name=a.study_name or default_study_name(a.max_params, a.epochs),
         trials=a.trials, workers=a.workers, max_params=a.max_params, sampler=a.sampler,
         pruner=a.pruner, device=a.device, data_dir=a.data_dir, n_val=a.val_size,
-        seed=a.seed, train=train, proxy_epochs=a.proxy_epochs,
-        proxy_subset=a.proxy_subset, finalists=a.finalists,
+        seed=a.seed, train=train, proxy_epochs=a.proxy_epochs or None,
+        proxy_subset=a.proxy_subset or None, finalists=a.finalists,
         finalist_seeds=a.finalist_seeds, timeout=a.timeout, artifact_dir=a.artifact_dir)
     return cfg, not a.no_progress
 

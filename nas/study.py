@@ -26,6 +26,9 @@ from nas.storage import JOURNAL_PREFIX, faults, open_storage, study_names
 from nas.train import TrainConfig
 
 SAMPLERS = ("tpe", "random")
+# Settings that studies of earlier releases did not record, and the value they trained with:
+# such a study resumes only with that value (the pruned full schedule on the whole split).
+UNRECORDED = {"proxy_epochs": None, "proxy_subset": None}
 PRUNERS = ("hyperband", "sha", "median", "none")
 
 
@@ -39,23 +42,28 @@ class SearchConfig:
     workers: int = 1
     max_params: int = 20_000
     sampler: str = "tpe"
-    pruner: str = "hyperband"
+    # The default design follows the fidelity study (results/fidelity-20000p-15e.md, README
+    # "Two stages"): a cheap complete proxy that keeps the true top 5 in its top 5, no pruning
+    # of a 4-epoch schedule, and the fine decision left to 5 finalists on the full schedule.
+    pruner: str = "none"
     device: str = "auto"
     data_dir: str = str(DEFAULT_DATA_DIR)
     n_val: int = 10_000
     split_seed: int = 0
     seed: int = 0
     train: TrainConfig = field(default_factory=TrainConfig)  # the full schedule
-    proxy_epochs: int | None = None  # the search stage's own short schedule; None: the full one
-    proxy_subset: int | None = None  # the search stage's training images; None: the whole split
-    finalists: int = 3  # architectures retrained with the full schedule at the end
+    proxy_epochs: int | None = 4  # the search stage's own short schedule; None: the full one
+    proxy_subset: int | None = 10_000  # at most this many training images in the search stage;
+    # None: the whole split
+    finalists: int = 5  # architectures retrained with the full schedule at the end
     finalist_seeds: int = 2  # seeds of each finalist
     timeout: float | None = None  # seconds for the search stage (Optuna's timeout)
     artifact_dir: str | None = None  # the trials' files; None: beside the database (nas.artifacts)
 
     def search_train(self) -> TrainConfig:
         """The search stage's training settings: the full ones on the proxy schedule."""
-        return replace(self.train, epochs=self.proxy_epochs or self.train.epochs)
+        return replace(self.train, epochs=min(self.proxy_epochs or self.train.epochs,
+                                              self.train.epochs))
 
     def identity(self) -> dict[str, Any]:
         """What must match for trials to be comparable: resuming with other values is refused.
@@ -154,7 +162,7 @@ def prepare_study(cfg: SearchConfig) -> optuna.Study:
             old = _identity_of(study)
             if old is None:
                 record.check_made_by_nas(study, cfg.storage)
-            diff = _differences(old, identity)
+            diff = _differences({**UNRECORDED, **old}, identity)
             if diff:
                 raise UserError(f"study {cfg.study_name!r} in {cfg.storage} was made with other "
                                 f"settings ({', '.join(diff)} differ): pass another "

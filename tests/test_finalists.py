@@ -152,8 +152,12 @@ def test_proxy_subset_trains_the_search_stage_on_fewer_images_and_the_finalists_
     # Another subset is another study's settings: refused.
     with pytest.raises(Exception, match="proxy_subset"):
         search(replace(cfg, proxy_subset=300), progress=False)
-    with pytest.raises(Exception, match="--proxy-subset 401 must be between"):
-        search(replace(cfg, proxy_subset=401, study_name="other"), progress=False)
+    with pytest.raises(Exception, match="--proxy-subset 99 is smaller than the batch size"):
+        search(replace(cfg, proxy_subset=99, study_name="other"), progress=False)
+    # At least the split: the split, as if none were given.
+    seen.clear()
+    search(replace(cfg, proxy_subset=401, study_name="other", finalists=0), progress=False)
+    assert seen == [(400, 1)] * 3
 
 
 def test_a_subset_is_the_same_images_every_time(tiny_mnist_dir):

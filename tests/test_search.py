@@ -106,3 +106,35 @@ def test_the_sampler_is_seeded_per_trial():
     # A restart: a new sampler object on the same study, same --seed.
     study.sampler = make_sampler("random", 0)
     assert not set(keys(0, study)) & set(first)
+
+
+def test_the_default_design_is_the_one_the_fidelity_study_chose():
+    """README "Two stages": 4-epoch proxy on at most 10,000 images, no pruning, 5 finalists on
+    2 seeds; 0 switches a proxy off. A proxy never runs longer than the full schedule."""
+    from nas.search import parse_args
+
+    cfg, _ = parse_args([])
+    assert (cfg.proxy_epochs, cfg.proxy_subset, cfg.pruner, cfg.finalists,
+            cfg.finalist_seeds) == (4, 10_000, "none", 5, 2)
+    assert cfg.search_train().epochs == 4 and cfg.train.epochs == 20
+    cfg, _ = parse_args(["--proxy-epochs", "0", "--proxy-subset", "0", "--epochs", "15"])
+    assert cfg.proxy_epochs is None and cfg.proxy_subset is None
+    assert cfg.search_train().epochs == 15
+    cfg, _ = parse_args(["--epochs", "2"])
+    assert cfg.search_train().epochs == 2
+
+
+def test_a_study_that_predates_the_proxies_resumes_only_without_them(tmp_path, tiny_mnist_dir):
+    """A study whose identity has no proxy settings trained every candidate on the full
+    schedule and split: resuming it with the default proxies would mix two kinds of trial."""
+    from nas import record as rec
+
+
+    cfg = tiny_config(tmp_path, tiny_mnist_dir, trials=1)
+    study = search(cfg, progress=False)
+    identity = dict(rec.identity_of(study))
+    del identity["proxy_epochs"], identity["proxy_subset"]  # as an earlier release wrote it
+    study.set_user_attr(rec.IDENTITY, identity)
+    with pytest.raises(UserError, match="proxy_epochs, proxy_subset differ"):
+        search(replace(cfg, trials=2, proxy_epochs=1, proxy_subset=300), progress=False)
+    assert count_trained(search(replace(cfg, trials=2), progress=False)) == 2
