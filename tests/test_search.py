@@ -110,12 +110,12 @@ def test_the_sampler_is_seeded_per_trial():
 
 def test_the_default_design_is_the_one_the_fidelity_study_chose():
     """README "Two stages": 4-epoch proxy on at most 10,000 images, no pruning, 5 finalists on
-    2 seeds; 0 switches a proxy off. A proxy never runs longer than the full schedule."""
+    3 seeds; 0 switches a proxy off. A proxy never runs longer than the full schedule."""
     from nas.search import parse_args
 
     cfg, _ = parse_args([])
     assert (cfg.proxy_epochs, cfg.proxy_subset, cfg.pruner, cfg.finalists,
-            cfg.finalist_seeds) == (4, 10_000, "none", 5, 2)
+            cfg.finalist_seeds) == (4, 10_000, "none", 5, 3)
     assert cfg.search_train().epochs == 4 and cfg.train.epochs == 20
     cfg, _ = parse_args(["--proxy-epochs", "0", "--proxy-subset", "0", "--epochs", "15"])
     assert cfg.proxy_epochs is None and cfg.proxy_subset is None
