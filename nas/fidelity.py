@@ -43,8 +43,8 @@ from nas.cli import (DATA_DIR_HELP, DEVICE_HELP, Parser, UserError, describe, no
 from nas.data import DEFAULT_DATA_DIR, Split, load_mnist
 from nas.layers import plan
 from nas.processes import die_with_parent
-from nas.search_space import sample_spec
-from nas.spec import ArchSpec, SpecError
+from nas.search_space import random_members
+from nas.spec import ArchSpec
 from nas.study import make_pruner
 from nas.train import (TrainConfig, TrainingDiverged, device_name, resolve_device, train,
                        use_bf16)
@@ -68,25 +68,11 @@ class Job:
 
 # -- sampling and planning ---------------------------------------------------------------------
 def sample_candidates(n: int, max_params: int, seed: int) -> list[ArchSpec]:
-    """The first ``n`` distinct buildable members within ``max_params`` drawn by a
-    RandomSampler(seed). The draw is a fixed sequence, so a larger ``n`` extends a smaller one."""
-    level = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" line on stderr
+    """The study's candidates: :func:`nas.search_space.random_members`."""
     try:
-        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed))
-    finally:
-        optuna.logging.set_verbosity(level)
-    out: dict[str, ArchSpec] = {}
-    for _ in range(1000 * n):  # a budget below every member must end, not spin
-        spec = sample_spec(study.ask())  # never told: the random sampler ignores history
-        try:
-            if plan(spec.validate()).params <= max_params:
-                out.setdefault(spec.key(), spec)
-        except SpecError:
-            continue
-        if len(out) == n:
-            return list(out.values())
-    raise UserError(f"found only {len(out)} members with <= {max_params:,} parameters")
+        return random_members(n, max_params, seed)
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 def plan_jobs(n: int, a: Any) -> list[Job]:

@@ -35,7 +35,8 @@ from nas.objectives import Objective
 from nas.processes import Interrupted, WorkerDied, die_with_parent, handle_signals
 from nas.search_space import smallest_spec
 from nas.storage import check_url, check_writable, faults, open_storage
-from nas.study import SearchConfig, make_pruner, make_sampler, prepare_study
+from nas.study import (SearchConfig, enqueue_start, make_pruner, make_sampler,
+                       prepare_study)
 from nas.train import EpochReport, TrainingDiverged, resolve_device
 
 MAX_REJECTS_IN_A_ROW = 2000  # a budget that the sampler can hardly meet: stop, don't spin
@@ -228,6 +229,8 @@ def search(cfg: SearchConfig, progress: bool = True) -> optuna.Study:
     deadline = time.time() + cfg.timeout if cfg.timeout else None
     remaining = cfg.trials - record.count_trained(study)
     if remaining > 0:
+        with faults(cfg.storage):
+            enqueue_start(study, cfg, remaining)
         _run_stage(cfg, record.SEARCH, remaining, progress, deadline)
     if cfg.finalists > 0:
         with faults(cfg.storage):

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import optuna
 from optuna.trial import FixedTrial
 
+from nas.layers import plan
 from nas.spec import (ArchSpec, BatchNorm, Block, Conv1x1, Conv3x3, Dropout, HEAD_KINDS, Head,
-                      MaxPool, ORDERS, TransitionOp)
+                      MaxPool, ORDERS, SpecError, TransitionOp)
 
 CHANNELS = (8, 10, 12, 16, 20, 24, 28, 32)
 TRANSITION_CHANNELS = (0, 8, 10, 12, 16)  # 0: no 1x1 conv
@@ -114,3 +116,27 @@ def params_of(spec: ArchSpec) -> dict[str, object]:
     if sample_spec(FixedTrial(params)) != spec:
         raise ValueError("spec is not a member of the search space")
     return params
+
+
+def random_members(n: int, max_params: int, seed: int) -> list[ArchSpec]:
+    """The first ``n`` distinct buildable members within ``max_params`` drawn by a
+    RandomSampler(seed): uniform over the space, kept only if they fit. The draw is a fixed
+    sequence, so a larger ``n`` extends a smaller one. Raises ValueError when 1000 x ``n``
+    draws hold fewer than ``n`` such members (a budget below, or at the edge of, the space)."""
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" line on stderr
+    try:
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed))
+    finally:
+        optuna.logging.set_verbosity(level)
+    out: dict[str, ArchSpec] = {}
+    for _ in range(1000 * n):  # a budget below every member must end, not spin
+        spec = sample_spec(study.ask())  # never told: the random sampler ignores history
+        try:
+            if plan(spec.validate()).params <= max_params:
+                out.setdefault(spec.key(), spec)
+        except SpecError:
+            continue
+        if len(out) == n:
+            return list(out.values())
+    raise ValueError(f"found only {len(out)} members with <= {max_params:,} parameters")

@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nas import artifacts, record
 from nas.cli import UserError
 from nas.data import DEFAULT_DATA_DIR, load_mnist
+from nas.search_space import params_of, random_members
 from nas.storage import JOURNAL_PREFIX, faults, open_storage, study_names
 from nas.train import TrainConfig
 
@@ -30,6 +31,7 @@ SAMPLERS = ("tpe", "random")
 # such a study resumes only with that value (the pruned full schedule on the whole split).
 UNRECORDED = {"proxy_epochs": None, "proxy_subset": None}
 PRUNERS = ("hyperband", "sha", "median", "none")
+START_TRIALS = 10  # TPE's random startup (n_startup_trials below)
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,8 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             # constant_liar: parallel workers don't all sample the same point.
             return optuna.samplers.TPESampler(seed=trial_seed, multivariate=True, group=True,
-                                              constant_liar=True, n_startup_trials=10)
+                                              constant_liar=True,
+                                              n_startup_trials=START_TRIALS)
 
     return TrialSeeded(make, seed)
 
@@ -176,6 +179,25 @@ def prepare_study(cfg: SearchConfig) -> optuna.Study:
                 "test": "not used during search"}, cfg.max_params, cfg.train.epochs)
         record.write_last_command(study, sys.argv, asdict(cfg))
     return study
+
+
+def enqueue_start(study: optuna.Study, cfg: SearchConfig, remaining: int) -> int:
+    """Queue the first candidates of a study that has trained nothing and queued nothing:
+    ``START_TRIALS`` (at most ``remaining``) distinct random members that fit the budget
+    (:func:`nas.search_space.random_members`, seeded by ``--seed``). They are TPE's random
+    startup, drawn uniformly over the *feasible* members: under a tight budget a sampler that
+    has seen only rejections searches blind (at 8,000 parameters 9 in 10 uniform draws are over
+    it, and TPE's first 300 draws found none). Returns how many were queued."""
+    trials = study.get_trials(deepcopy=False)
+    if any(record.was_trained(t) or t.state == TrialState.WAITING for t in trials):
+        return 0
+    try:
+        specs = random_members(min(START_TRIALS, remaining), cfg.max_params, cfg.seed)
+    except ValueError:  # a budget at the space's edge: the sampler finds its own way
+        return 0
+    for spec in specs:
+        study.enqueue_trial(params_of(spec), skip_if_exists=True)
+    return len(specs)
 
 
 def _identity_of(study: optuna.Study, wait_s: float = 5.0) -> dict[str, Any] | None:

@@ -138,3 +138,19 @@ def test_a_study_that_predates_the_proxies_resumes_only_without_them(tmp_path, t
     with pytest.raises(UserError, match="proxy_epochs, proxy_subset differ"):
         search(replace(cfg, trials=2, proxy_epochs=1, proxy_subset=300), progress=False)
     assert count_trained(search(replace(cfg, trials=2), progress=False)) == 2
+
+
+def test_a_new_study_starts_with_random_members_that_fit_the_budget(tmp_path, tiny_mnist_dir):
+    """TPE's random startup, drawn among the members under the budget: at 6,000 parameters
+    (1 in 20 uniform draws) the first trials are trained, none rejected; a resumed study
+    queues nothing more."""
+    from nas.search_space import params_of, random_members
+
+    cfg = tiny_config(tmp_path, tiny_mnist_dir, trials=3, max_params=6_000)
+    study = search(cfg, progress=False)
+    first = study.get_trials()
+    assert [t.params for t in first[:3]] == [params_of(s) for s in random_members(3, 6_000, 0)]
+    assert all(was_trained(t) for t in first[:3]) and len(first) == 3
+    more = search(replace(cfg, trials=5), progress=False).get_trials()
+    assert count_trained(study) == 5 and more[:3] == first[:3]
+    assert not [t for t in more if t.state == TrialState.WAITING]
