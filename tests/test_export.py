@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,12 @@ def replayed(tmp_path_factory, tiny_mnist_dir):
     root = tmp_path_factory.mktemp("study")
     (root / "proj").mkdir()
     cfg = tiny_config(root / "proj", tiny_mnist_dir, trials=2, max_params=12_000)
-    search(cfg, progress=False)
+    study = search(cfg, progress=False)  # starts with members that fit: none rejected
+    from nas.search_space import params_of
+    from nas.zoo import pool_bn_19k
+
+    study.enqueue_trial(params_of(pool_bn_19k()))  # 19,378 parameters: rejected, then one more
+    search(replace(cfg, trials=3), progress=False)
     with pytest.raises(SystemExit) as e:
         run(replay.main, "nas.replay", ["--storage", cfg.storage, "--epochs", "2", "--seeds",
                                         "1", "--precision", "fp32", "--data-dir",
