@@ -174,3 +174,47 @@ def test_server_gone_is_one_line(postgres, tmp_path, tiny_mnist_dir):
             search(tiny_config(tmp_path, tiny_mnist_dir, storage=url, trials=2), progress=False)
     finally:
         postgres.start()  # for the tests after this one
+
+
+def _claim_queued(url: str, start: float, out: object) -> None:
+    """A worker process: wait for the common start, then take queued trials until none is
+    left, sending back the number of each trial it took."""
+    import time
+
+    study = optuna.load_study(study_name="q", storage=open_storage(url))
+    time.sleep(max(0.0, start - time.time()))
+    while True:
+        trial = study.ask()
+        if not trial.user_attrs:  # no queued trial left: ask made a fresh one
+            study.tell(trial, state=TrialState.FAIL)
+            return
+        out.put(trial.number)  # type: ignore[attr-defined]
+        study.tell(trial, 0.0)
+
+
+def test_a_queued_trial_is_taken_by_exactly_one_process(storage_url):
+    """Queued (WAITING) trials are how the start designs and the finalists reach workers.
+    Optuna takes one with a read, then a write; on SQLite both ran outside a lock (pysqlite
+    begins a transaction only at the write), so two processes could take the same trial and
+    the slower one failed with "Cannot tell a COMPLETE trial" (seen in CI). Four processes
+    race here for 40 queued trials: each must be taken once."""
+    import multiprocessing
+    import time
+
+    study = optuna.create_study(storage=open_storage(storage_url), study_name="q")
+    for i in range(40):
+        study.enqueue_trial({}, user_attrs={"i": i})
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.SimpleQueue()
+    start = time.time() + 5  # after every process has imported and connected
+    procs = [ctx.Process(target=_claim_queued, args=(storage_url, start, out))
+             for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    taken = []
+    while not out.empty():
+        taken.append(out.get())
+    assert sorted(taken) == list(range(40))  # each once: no trial twice, none lost
