@@ -127,8 +127,9 @@ def _sqlite_connections(storage: RDBStorage, writer: bool) -> None:
       has no such lock, and pysqlite begins a transaction only at the write, so two worker
       processes could take the same queued finalist (tests/test_storage.py). Taking the write
       lock at the start makes each transaction whole; they are milliseconds long, so workers
-      that wait for it lose nothing measurable. Readers (export, replay) keep plain
-      transactions: a read-only file could not take the lock.
+      that wait for it lose nothing measurable. Storages opened without ``create`` (export,
+      replay) keep plain transactions: they claim no trials, and a read-only file could not
+      take the lock.
     """
     from sqlalchemy import event
 

@@ -21,6 +21,8 @@ from nas.cli import run
 from nas.data import load_mnist
 from nas.onnx_export import INPUT_NAME
 from nas.runner import search
+from nas.search_space import params_of
+from nas.zoo import pool_bn_19k
 from tests.helpers import tiny_config
 
 
@@ -40,9 +42,6 @@ def replayed(tmp_path_factory, tiny_mnist_dir):
     (root / "proj").mkdir()
     cfg = tiny_config(root / "proj", tiny_mnist_dir, trials=2, max_params=12_000)
     study = search(cfg, progress=False)  # starts with members that fit: none rejected
-    from nas.search_space import params_of
-    from nas.zoo import pool_bn_19k
-
     study.enqueue_trial(params_of(pool_bn_19k()))  # 19,378 parameters: rejected, then one more
     search(replace(cfg, trials=3), progress=False)
     with pytest.raises(SystemExit) as e:

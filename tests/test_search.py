@@ -10,6 +10,7 @@ from nas.cli import UserError
 from nas.record import count_trained, was_trained
 from nas.runner import search
 from nas.search import parse_args
+from nas.search_space import params_of, random_members
 from nas.study import SearchConfig, summary
 from tests.helpers import tiny_config
 
@@ -144,8 +145,6 @@ def test_a_new_study_starts_with_random_members_that_fit_the_budget(tmp_path, ti
     """TPE's random startup, drawn among the members under the budget: at 6,000 parameters
     (1 in 20 uniform draws) the first trials are trained, none rejected; a resumed study
     queues nothing more."""
-    from nas.search_space import params_of, random_members
-
     cfg = tiny_config(tmp_path, tiny_mnist_dir, trials=3, max_params=6_000)
     study = search(cfg, progress=False)
     first = study.get_trials()

@@ -3,9 +3,11 @@ SQLite, journal files and a real PostgreSQL server (see conftest's ``storage_url
 
 from __future__ import annotations
 
+import multiprocessing
 import signal
 import sqlite3
 import subprocess
+import time
 
 import optuna
 import pytest
@@ -179,8 +181,6 @@ def test_server_gone_is_one_line(postgres, tmp_path, tiny_mnist_dir):
 def _claim_queued(url: str, start: float, out: object) -> None:
     """A worker process: wait for the common start, then take queued trials until none is
     left, sending back the number of each trial it took."""
-    import time
-
     study = optuna.load_study(study_name="q", storage=open_storage(url))
     time.sleep(max(0.0, start - time.time()))
     while True:
@@ -198,9 +198,6 @@ def test_a_queued_trial_is_taken_by_exactly_one_process(storage_url):
     begins a transaction only at the write), so two processes could take the same trial and
     the slower one failed with "Cannot tell a COMPLETE trial" (seen in CI). Four processes
     race here for 40 queued trials: each must be taken once."""
-    import multiprocessing
-    import time
-
     study = optuna.create_study(storage=open_storage(storage_url), study_name="q")
     for i in range(40):
         study.enqueue_trial({}, user_attrs={"i": i})
