@@ -21,7 +21,8 @@ from typing import Any, Mapping
 from nas.spec import (ArchSpec, BatchNorm, Conv1x1, Conv3x3, Dropout, Head, MaxPool, SpecError,
                       TransitionOp)
 
-HEAD_KINDS = ("gap", "flatten", "linear")  # layer kinds of the head (after the feature map)
+HEAD_START = ("gap", "flatten")  # the layer kinds that begin a head: every layer from there on
+# sees the whole feature map (a gap_conv head's 1x1 conv and a classifier included)
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,15 @@ class Plan:
         return sum(layer.params for layer in self.layers)
 
     @property
+    def head_start(self) -> int:
+        """Index of the head's first layer (its global pool or flatten)."""
+        return next(i for i, layer in enumerate(self.layers) if layer.kind in HEAD_START)
+
+    @property
     def receptive_field(self) -> int:
-        """Receptive field of the feature map that enters the head (the figure people quote)."""
-        return [layer.rf for layer in self.layers if layer.kind not in HEAD_KINDS][-1]
+        """Receptive field of the feature map that enters the head (the figure people quote):
+        the last layer before the head's pool or flatten, whatever the head does after it."""
+        return self.layers[self.head_start - 1].rf
 
     def table(self) -> str:
         """The layer table as Markdown: layer, output shape, parameters, receptive field, jump.
@@ -61,9 +68,9 @@ class Plan:
         map, so their receptive-field cells say so instead of a number larger than the image.
         """
         rows = ["| layer | output shape | params | RF | jump |", "|---|---|---:|---:|---:|"]
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             shape = "×".join(str(s) for s in layer.out_shape)
-            rf, jump = ("all", "") if layer.kind in HEAD_KINDS else (layer.rf, layer.jump)
+            rf, jump = ("all", "") if i >= self.head_start else (layer.rf, layer.jump)
             rows.append(f"| {layer.name} | {shape} | {layer.params:,} | {rf} | {jump} |")
         rows.append(f"| **total** | | **{self.params:,}** | {self.receptive_field} | |")
         return "\n".join(rows)

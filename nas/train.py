@@ -9,6 +9,7 @@ wants to stop training (a pruner, say) raises, and the exception propagates unch
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import time
@@ -52,6 +53,10 @@ class TrainConfig:
     nesterov: bool = True
     weight_decay: float = 5e-4
     label_smoothing: float = 0.0
+    # Exponential moving average of the weights (and BatchNorm statistics), decay per step;
+    # 0: off. When on, the averaged network is what is evaluated, returned, saved and
+    # exported (see WeightAverage).
+    ema: float = 0.0
     augment: bool = True
     rotate_deg: float = 8.0
     translate: float = 0.08  # fraction of the image size
@@ -141,19 +146,53 @@ def _as_images(split: Split, device: torch.device) -> tuple[torch.Tensor, torch.
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
-             precision: str | None = None) -> float:
-    """Accuracy of ``model`` on uint8 images ``x`` (already on the model's device), in
-    ``precision`` (default: what ``cfg`` resolves to on that device)."""
+def evaluate_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
+                     precision: str | None = None) -> torch.Tensor:
+    """Which of the uint8 images ``x`` (already on the model's device) ``model`` classifies
+    correctly, as a bool tensor, in ``precision`` (default: what ``cfg`` resolves to on that
+    device). Two models compared on the same images are compared pairwise with it."""
     model.eval()
-    correct = torch.zeros((), dtype=torch.long, device=x.device)
     mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
     precision = precision or precision_for(x.device, cfg.precision)
+    out = []
     with autocast(x.device, precision):
         for i in range(0, len(y), cfg.eval_batch_size):
             xb = normalize(x[i:i + cfg.eval_batch_size]).contiguous(memory_format=mf)
-            correct += (model(xb).argmax(1) == y[i:i + cfg.eval_batch_size]).sum()
-    return correct.item() / max(len(y), 1)
+            out.append(model(xb).argmax(1) == y[i:i + cfg.eval_batch_size])
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool, device=x.device)
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
+             precision: str | None = None) -> float:
+    """Accuracy of ``model`` on uint8 images ``x`` (see :func:`evaluate_correct`)."""
+    return evaluate_correct(model, x, y, cfg, precision).sum().item() / max(len(y), 1)
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights and BatchNorm statistics.
+
+    After every optimiser step, ``update()`` moves each floating-point tensor of the average
+    towards the live model's by ``1 - d``, where ``d = min(decay, (1 + t) / (10 + t))`` at
+    step ``t``: early on the average forgets its random start quickly, later it averages
+    over about ``1 / (1 - decay)`` steps. Integer buffers (BatchNorm's batch counter) are
+    copied. ``model`` is the averaged network: evaluate, save and export it.
+    """
+
+    def __init__(self, live: nn.Module, decay: float) -> None:
+        self.decay, self.steps = decay, 0
+        self.model = copy.deepcopy(live).requires_grad_(False)
+        pairs = list(zip(self.model.state_dict().values(), live.state_dict().values()))
+        self._avg = [a for a, _ in pairs if a.is_floating_point()]
+        self._live = [b for a, b in pairs if a.is_floating_point()]
+        self._ints = [(a, b) for a, b in pairs if not a.is_floating_point()]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.steps += 1
+        d = min(self.decay, self.steps / (9 + self.steps))
+        torch._foreach_lerp_(self._avg, self._live, 1.0 - d)
+        for a, b in self._ints:
+            a.copy_(b)
 
 
 # -- precision ---------------------------------------------------------------------------------
@@ -319,7 +358,9 @@ def train(spec: ArchSpec, train_split: Split, eval_split: Split, cfg: TrainConfi
     total = cfg.epochs * steps
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: one_cycle(t, total, cfg.pct_start))
 
-    result = TrainResult(model=model, precision=precision)
+    average = WeightAverage(model, cfg.ema) if cfg.ema > 0 else None
+    evaluated = average.model if average is not None else model  # evaluated, returned, saved
+    result = TrainResult(model=evaluated, precision=precision)
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         view.train()  # model's modules, and the view's own dropouts
@@ -343,11 +384,13 @@ def train(spec: ArchSpec, train_split: Split, eval_split: Split, cfg: TrainConfi
                 scaler.step(opt)
                 scaler.update()
             sched.step()
+            if average is not None:
+                average.update()
             loss_sum += loss.detach()
         train_loss = loss_sum.item() / max(steps, 1)  # the one sync of the epoch
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"training loss is {train_loss} at epoch {epoch}")
-        acc = evaluate(model, x_ev, y_ev, cfg, precision)
+        acc = evaluate(evaluated, x_ev, y_ev, cfg, precision)
         secs = time.perf_counter() - t0
         result.accuracies.append(acc)
         result.train_losses.append(train_loss)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import pytest
 
 from nas.builder import build
@@ -103,3 +106,25 @@ def test_plan_is_computed_once_per_spec(monkeypatch):
     assert plan(pool_bn_19k()) is first and param_count(spec) == first.params
     build(spec)
     assert made == [spec]
+
+
+def test_receptive_field_is_the_one_before_a_gap_conv_head():
+    # The 8k study's trial 547 was recorded with 30, the gap_conv head's own (its 1x1 conv
+    # after the global pool). By hand: stem 3x3 -> 3; 3x3 unpadded -> 5; 2x2 pool -> 6, jump
+    # 2; 1x1 -> 6; 3x3 at jump 2 -> 10; 1x1 -> 10. The head then sees the whole map.
+    spec = ArchSpec.from_json(json.dumps({
+        "stem": {"out_channels": 12, "bn": False},
+        "blocks": [{"convs": [{"out_channels": 24, "padding": 0, "bn": False, "dropout": 0.1}],
+                    "transition": [{"op": "maxpool"}, {"op": "conv1x1", "out_channels": 16},
+                                   {"op": "bn"}]},
+                   {"convs": [{"out_channels": 20, "padding": 0, "bn": False}],
+                    "transition": [{"op": "conv1x1", "out_channels": 16}, {"op": "bn"}]}],
+        "head": {"kind": "gap_conv"}, "order": "conv-relu-bn"}))
+    p = plan(spec)
+    assert p.params == 6_606
+    assert p.receptive_field == 10
+    lines = p.table().splitlines()
+    assert "| conv6 | 10×1×1 | 170 | all |  |" in lines  # the head's conv, not "30"
+    assert lines[-1].startswith("| **total** | | **6,606** | 10 |")
+    # The same body with the other global-pool head: the same receptive field.
+    assert plan(replace(spec, head=Head("gap_linear"))).receptive_field == 10

@@ -200,3 +200,34 @@ def test_training_view_swaps_dropouts_on_cpu_only_and_leaves_the_model_as_built(
                           replace(FAST, fast_cpu_dropout=False)) is model
     assert _training_view(model, torch.device("cuda"), FAST) is model
     assert train_module.use_bf16(torch.device("cpu"), replace(FAST, precision="bf16"))
+
+
+def test_weight_average_follows_its_formula_by_hand():
+    live = nn.Sequential(nn.Linear(2, 1, bias=False), nn.BatchNorm1d(1))
+    avg = train_module.WeightAverage(live, decay=0.9)
+    w0 = live[0].weight.detach().clone()
+    with torch.no_grad():
+        live[0].weight.add_(1.0)
+        live[1].num_batches_tracked.fill_(7)
+    avg.update()  # step 1: d = min(0.9, 1 / 10) = 0.1, so 90 % of the way to the live weights
+    assert torch.allclose(avg.model[0].weight, 0.1 * w0 + 0.9 * (w0 + 1.0))
+    assert avg.model[1].num_batches_tracked.item() == 7  # integers are copied, not averaged
+    for _ in range(99):
+        avg.update()  # by step 100 the decay is capped at 0.9: the average is the live weight
+    assert torch.allclose(avg.model[0].weight, w0 + 1.0, atol=1e-6)
+    assert not avg.model[0].weight.requires_grad and live[0].weight.requires_grad
+
+
+def test_with_ema_the_averaged_network_is_evaluated_and_returned(splits):
+    plain = train(bn_dropout_16k(), *splits, FAST, "cpu")
+    averaged = train(bn_dropout_16k(), *splits, replace(FAST, ema=0.99), "cpu")
+    # Same seed, same steps: only what is evaluated differs.
+    assert averaged.train_losses == pytest.approx(plain.train_losses, rel=1e-4)
+    val = splits[1]
+    for r in (plain, averaged):
+        assert train_module.evaluate(r.model, val.x.unsqueeze(1), val.y, FAST) == \
+            r.final_accuracy
+    live_w = [p for p in plain.model.parameters()]
+    avg_w = [p for p in averaged.model.parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(live_w, avg_w))
+    assert averaged.final_accuracy > 0.8
