@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from nas import record
 from nas.data import Split
 from nas.layers import Plan, plan
-from nas.search_space import sample_spec
+from nas import search_space
 from nas.spec import ArchSpec, SpecError
 from nas.train import (EpochReport, TrainConfig, TrainingDiverged, device_name, precision_for,
                        train)
@@ -45,6 +45,8 @@ class Objective:
     finalist_cfg: TrainConfig | None = None  # default: cfg
     finalist_split: Split | None = None  # the finalists' training images; default: train_split
     artifacts: Any = None  # an Optuna ArtifactStore (nas.artifacts.open_store); None: no files
+    space: int = 1  # the search space's version (nas.search_space.sample), the study's own
+    train_space: str = "fixed"  # the training space (nas.search_space.sample_train)
 
     def __call__(self, trial: Trial) -> float:
         record.write_process(trial)
@@ -59,13 +61,17 @@ class Objective:
 
     def _run(self, trial: Trial) -> float:
         if record.stage_of(trial) == record.FINALIST:
-            cfg = replace(self.finalist_cfg or self.cfg, seed=record.finalist_seed(trial))
-            spec = sample_spec(trial)  # the queued parameters: the finalist's architecture
+            # The queued parameters: the finalist's architecture and training settings, on
+            # the full schedule with the finalist's seed.
+            spec = search_space.sample(self.space, trial, self.max_params)
+            cfg = replace(search_space.sample_train(self.train_space, trial,
+                                                    self.finalist_cfg or self.cfg),
+                          seed=record.finalist_seed(trial))
             p = plan(spec.validate())
             record.write_candidate(trial, spec, p)
             split = self.train_split if self.finalist_split is None else self.finalist_split
             return self._train(trial, spec, p, cfg, split, prune=False)
-        spec = sample_spec(trial)
+        spec = search_space.sample(self.space, trial, self.max_params)
         try:
             p = plan(spec.validate())  # the one plan of this candidate
         except SpecError as e:
@@ -76,10 +82,15 @@ class Objective:
         trial.set_constraint("params_over_budget", float(p.params - self.max_params))
         if p.params > self.max_params:
             _reject(trial, f"{p.params:,} parameters > budget {self.max_params:,}")
-        twin = record.earlier_same_arch(trial.study, trial, spec.key())
+        why = search_space.rejection(self.space, p)
+        if why:  # e.g. too small a receptive field: infeasible for the sampler too
+            trial.set_constraint("space_rule", 1.0)
+            _reject(trial, why)
+        cfg = search_space.sample_train(self.train_space, trial, self.cfg)
+        twin = record.earlier_same_arch(trial.study, trial, record.candidate_key(trial) or "")
         if twin is not None:
             return _reuse(trial, twin)
-        return self._train(trial, spec, p, self.cfg, self.train_split, prune=True)
+        return self._train(trial, spec, p, cfg, self.train_split, prune=True)
 
     def _train(self, trial: Trial, spec: ArchSpec, p: Plan, cfg: TrainConfig,
                train_split: Split, prune: bool) -> float:

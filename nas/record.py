@@ -14,6 +14,7 @@ The format is stable: studies written by earlier releases read back unchanged
 
 from __future__ import annotations
 
+import json
 import platform
 import statistics
 import tempfile
@@ -31,6 +32,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from nas import __version__
 from nas.layers import Plan
 from nas.processes import is_alive, this_process
+from nas.search_space import train_params
 from nas.spec import ArchSpec
 
 if TYPE_CHECKING:
@@ -208,6 +210,17 @@ def key_of(trial: FrozenTrial) -> str | None:
     return spec_of(trial).key() if SPEC in trial.user_attrs else None
 
 
+def candidate_key(trial: FrozenTrial | Trial) -> str | None:
+    """What makes two trials the same candidate: the architecture's key and, for studies that
+    search training settings, those settings (the trial's ``train_`` parameters). A study
+    without a training space has candidate keys equal to architecture keys, as before."""
+    key = key_of(trial)  # type: ignore[arg-type]
+    settings = train_params(trial.params)
+    if key is None or not settings:
+        return key
+    return key + "|" + json.dumps(settings, sort_keys=True, separators=(",", ":"))
+
+
 def outcome_of(trial: FrozenTrial) -> str | None:
     return trial.user_attrs.get(OUTCOME)
 
@@ -350,7 +363,7 @@ def finalists(study: optuna.Study) -> list[Finalist]:
     groups: dict[str, list[FrozenTrial]] = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         if stage_of(t) == FINALIST and t.value is not None:
-            groups.setdefault(key_of(t) or "", []).append(t)
+            groups.setdefault(candidate_key(t) or "", []).append(t)
     out = [Finalist(k, tuple(sorted(ts, key=lambda t: t.user_attrs.get(FINALIST_SEED, 0))))
            for k, ts in groups.items()]
     return sorted(out, key=lambda f: (-f.mean, -len(f.runs)))
@@ -362,13 +375,13 @@ def enqueue_finalists(study: optuna.Study, k: int, seeds: int) -> int:
     so a resumed search finishes an interrupted stage. Returns how many runs are pending
     (queued now or earlier)."""
     trials = study.get_trials(deepcopy=False)
-    have = {(key_of(t), t.user_attrs.get(FINALIST_SEED)) for t in trials
+    have = {(candidate_key(t), t.user_attrs.get(FINALIST_SEED)) for t in trials
             if stage_of(t) == FINALIST and t.state in (TrialState.COMPLETE, TrialState.RUNNING,
                                                        TrialState.WAITING)}
     pending = sum(stage_of(t) == FINALIST and t.state == TrialState.WAITING for t in trials)
     for source in completed(study)[:k]:
         for seed in range(seeds):
-            if (key_of(source), seed) not in have:
+            if (candidate_key(source), seed) not in have:
                 study.enqueue_trial(source.params, user_attrs={
                     STAGE: FINALIST, FINALIST_OF: source.number, FINALIST_SEED: seed,
                     SPEC: source.user_attrs[SPEC], ARCH_KEY: key_of(source)})
@@ -410,8 +423,9 @@ def select_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
 
 def earlier_same_arch(study: optuna.Study, trial: Trial, key: str) -> FrozenTrial | None:
     """The first search-stage trial before ``trial`` that trained (or is training) the
-    architecture ``key``, if any. Lower numbers win, so of two workers that drew the same
-    network at once exactly one trains it."""
+    candidate ``key`` (:func:`candidate_key`: architecture and training settings), if any.
+    Lower numbers win, so of two workers that drew the same candidate at once exactly one
+    trains it."""
     for t in study.get_trials(deepcopy=False):
         if t.number >= trial.number:
             break
@@ -421,7 +435,7 @@ def earlier_same_arch(study: optuna.Study, trial: Trial, key: str) -> FrozenTria
             continue
         if t.state in (TrialState.FAIL, TrialState.WAITING) and outcome_of(t) != FAILED:
             continue  # died before it finished: nothing to reuse
-        if key_of(t) == key:
+        if candidate_key(t) == key:
             return t
     return None
 

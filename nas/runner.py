@@ -33,7 +33,7 @@ from nas.data import load_mnist
 from nas.layers import param_count
 from nas.objectives import Objective
 from nas.processes import Interrupted, WorkerDied, die_with_parent, handle_signals
-from nas.search_space import smallest_spec
+from nas.search_space import smallest
 from nas.storage import check_url, check_writable, faults, open_storage
 from nas.study import (SearchConfig, enqueue_start, make_pruner, make_sampler,
                        prepare_study)
@@ -94,7 +94,8 @@ def run_worker(cfg: SearchConfig, stage: str, tickets: Tickets, progress: bool,
             bars = _Bars(study, tickets.left.value, 0, cfg.train.epochs, progress, "finalists")
         objective = Objective(search_tr, val, search_cfg, cfg.max_params, device,
                               on_epoch=bars.epoch, finalist_cfg=cfg.train, finalist_split=tr,
-                              artifacts=open_store(cfg.storage, cfg.artifact_dir, create=True))
+                              artifacts=open_store(cfg.storage, cfg.artifact_dir, create=True),
+                              space=cfg.space, train_space=cfg.train_space)
         # A diverged or out-of-memory candidate fails alone; anything else is a bug.
         catch = (TrainingDiverged, torch.OutOfMemoryError)
         try:
@@ -212,9 +213,9 @@ def search(cfg: SearchConfig, progress: bool = True) -> optuna.Study:
     check_url(cfg.storage)
     check_writable(cfg.storage)
     resolve_device(cfg.device)  # fail before any work if e.g. cuda is absent
-    if param_count(smallest_spec()) > cfg.max_params:
+    if param_count(smallest(cfg.space)) > cfg.max_params:
         raise UserError(f"--max-params {cfg.max_params:,} is below the smallest network in the "
-                        f"search space ({param_count(smallest_spec()):,} parameters)")
+                        f"search space ({param_count(smallest(cfg.space)):,} parameters)")
     n_train = len(load_mnist(cfg.data_dir).train)
     if cfg.n_val >= n_train:
         raise UserError(f"--val-size {cfg.n_val:,} leaves no training images "

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from nas.cli import (ARTIFACT_DIR_HELP, DATA_DIR_HELP, DEVICE_HELP, Parser, describe,
                      nonneg_int, positive_float, positive_int, run)
 from nas.runner import search
+from nas.search_space import SPACE_VERSIONS, TRAIN_SPACES
 from nas.study import PRUNERS, SAMPLERS, SearchConfig, default_study_name, summary
 from nas.train import PRECISIONS, TrainConfig
 from nas.zoo import CHALLENGE_EPOCHS
@@ -68,6 +69,16 @@ def parse_args(argv: Sequence[str] | None) -> tuple[SearchConfig, bool]:
     p.add_argument("--pruner", default=d.pruner, choices=PRUNERS,
                    help="stops weak candidates after an epoch or two; the last epoch is never "
                         "pruned (default %(default)s)")
+    p.add_argument("--space", type=int, default=d.space, choices=SPACE_VERSIONS,
+                   help="search space version: 1 draws absolute widths; 2 draws the shape and "
+                        "relative widths and scales them to fill --max-params, with one label "
+                        "per network and a receptive-field floor for global-pool heads (a "
+                        "study keeps the version it was made with) (default %(default)s)")
+    p.add_argument("--train-space", default=d.train_space, choices=TRAIN_SPACES,
+                   help="fixed: every candidate trains with --lr, --batch-size and the default "
+                        "recipe; sweep: the search also chooses learning rate, weight decay, "
+                        "label smoothing, batch size, weight EMA and augmentation strength, "
+                        "and a candidate is its network and its settings (default %(default)s)")
     p.add_argument("--batch-size", type=positive_int, default=d.train.batch_size,
                    help="training batch size (default %(default)s)")
     p.add_argument("--lr", type=positive_float, default=d.train.lr,
@@ -95,7 +106,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[SearchConfig, bool]:
         pruner=a.pruner, device=a.device, data_dir=a.data_dir, n_val=a.val_size,
         seed=a.seed, train=train, proxy_epochs=a.proxy_epochs or None,
         proxy_subset=a.proxy_subset or None, finalists=a.finalists,
-        finalist_seeds=a.finalist_seeds, timeout=a.timeout, artifact_dir=a.artifact_dir)
+        finalist_seeds=a.finalist_seeds, timeout=a.timeout, artifact_dir=a.artifact_dir,
+        space=a.space, train_space=a.train_space)
     return cfg, not a.no_progress
 
 

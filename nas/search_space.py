@@ -12,14 +12,18 @@ and one of three heads. Both reference networks of :mod:`nas.zoo` are members.
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Protocol
 
 import optuna
 from optuna.trial import FixedTrial
 
-from nas.layers import plan
+from nas.layers import Plan, plan
 from nas.spec import (ArchSpec, BatchNorm, Block, Conv1x1, Conv3x3, Dropout, HEAD_KINDS, Head,
                       MaxPool, ORDERS, SpecError, TransitionOp)
+
+if TYPE_CHECKING:  # the trainer (and torch) are not needed to sample
+    from nas.train import TrainConfig
 
 CHANNELS = (8, 10, 12, 16, 20, 24, 28, 32)
 TRANSITION_CHANNELS = (0, 8, 10, 12, 16)  # 0: no 1x1 conv
@@ -118,17 +122,22 @@ def params_of(spec: ArchSpec) -> dict[str, object]:
     return params
 
 
+def _uniform(seed: int) -> optuna.Study:
+    """An in-memory study whose ``ask()`` draws uniformly over a space (RandomSampler(seed))."""
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" line on stderr
+    try:
+        return optuna.create_study(sampler=optuna.samplers.RandomSampler(seed))
+    finally:
+        optuna.logging.set_verbosity(level)
+
+
 def random_members(n: int, max_params: int, seed: int) -> list[ArchSpec]:
     """The first ``n`` distinct buildable members within ``max_params`` drawn by a
     RandomSampler(seed): uniform over the space, kept only if they fit. The draw is a fixed
     sequence, so a larger ``n`` extends a smaller one. Raises ValueError when 1000 x ``n``
     draws hold fewer than ``n`` such members (a budget below, or at the edge of, the space)."""
-    level = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" line on stderr
-    try:
-        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed))
-    finally:
-        optuna.logging.set_verbosity(level)
+    study = _uniform(seed)
     out: dict[str, ArchSpec] = {}
     for _ in range(1000 * n):  # a budget below every member must end, not spin
         spec = sample_spec(study.ask())  # never told: the random sampler ignores history
@@ -140,3 +149,217 @@ def random_members(n: int, max_params: int, seed: int) -> list[ArchSpec]:
         if len(out) == n:
             return list(out.values())
     raise ValueError(f"found only {len(out)} members with <= {max_params:,} parameters")
+
+
+# -- version 2: a space that fills the budget ----------------------------------------------------
+# Version 1 draws absolute widths, so under a tight budget most draws are over it and the
+# feasible ones use a median of ~63 % of it (issue 16). Version 2 draws the *shape* (depth,
+# padding, pools, 1x1 transitions, BatchNorm placement, head) and *relative* widths, then
+# scales every width by the largest factor that fits ``max_params``: nearly every draw is
+# feasible and uses most of the budget. It labels each network once: ``order`` is drawn only
+# where BatchNorm follows the convolutions, a conv followed by BatchNorm has no bias (BN's
+# shift makes it redundant), and of the two global-pool heads, which compute the same function
+# with the same parameters, only ``gap_linear`` is drawn.
+SPACE_VERSIONS = (1, 2)
+RATIOS = (0.5, 0.75, 1.0, 1.5, 2.0)  # a block's width relative to the scale
+GROW = (1.0, 1.5)  # a block's last conv is this times its first (widths change inside a block)
+T_RATIOS = (0.0, 0.5, 1.0)  # a 1x1 transition to this times the block's width; 0: none
+MIN_WIDTH, MAX_WIDTH = 4, 512  # channels of any conv; the scale is searched between them
+V2_HEADS = ("gap_linear", "flatten_linear")
+
+
+@dataclass(frozen=True)
+class ShapeV2:
+    """A member of space version 2 before its widths are scaled: everything but the scale."""
+
+    bn_at: str  # conv | transition | none
+    order: str
+    dropout: float
+    stem_ratio: float
+    blocks: tuple[tuple[float, float, tuple[int, ...], bool, float], ...]
+    # per block: (width ratio, growth inside the block, paddings, pool, 1x1 ratio)
+    head: str
+
+    def at(self, scale: int) -> ArchSpec:
+        """The network with every width ``round(scale * ratio)`` (within the width bounds)."""
+        def width(r: float) -> int:
+            return min(MAX_WIDTH, max(MIN_WIDTH, round(scale * r)))
+
+        bn = self.bn_at == "conv"
+
+        def conv(out: int, pad: int, drop: float = 0.0) -> Conv3x3:
+            return Conv3x3(out, padding=pad, bn=bn, relu=True, dropout=drop, bias=not bn)
+
+        blocks = []
+        for b, (ratio, grow, pads, pool, t) in enumerate(self.blocks, 1):
+            n = len(pads)
+            drop = self.dropout if b < len(self.blocks) else 0.0  # every block but the last
+            widths = [width(ratio * (1 + (grow - 1) * i / max(1, n - 1))) for i in range(n)]
+            convs = tuple(conv(w, pad, drop if i == n - 1 else 0.0)
+                          for i, (w, pad) in enumerate(zip(widths, pads)))
+            ops: list[TransitionOp] = [MaxPool()] if pool else []
+            if t:
+                ops.append(Conv1x1(width(ratio * grow * t), bn=bn, relu=True, bias=not bn))
+            if ops and self.bn_at == "transition":
+                ops.append(BatchNorm())
+            blocks.append(Block(convs, tuple(ops)))
+        return ArchSpec(stem=conv(width(self.stem_ratio), 1), blocks=tuple(blocks),
+                        head=Head(self.head), order=self.order)  # type: ignore[arg-type]
+
+    def largest_scale(self, max_params: int) -> int:
+        """The largest scale whose network has at most ``max_params`` parameters; the
+        smallest scale when none has (or when the shapes collapse at every scale)."""
+        def fits(scale: int) -> bool:
+            try:
+                return plan(self.at(scale).validate()).params <= max_params
+            except SpecError:  # shapes collapse whatever the widths: the objective says why
+                return False
+
+        # Parameters grow with the scale (every width does): bisect over integer scales.
+        lo, hi = MIN_WIDTH, MAX_WIDTH
+        if not fits(lo):
+            return lo
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+        return lo
+
+
+def sample_shape_v2(trial: Suggester) -> ShapeV2:
+    """The suggestions of space version 2 (its labels start with ``v2_``)."""
+    bn_at = str(trial.suggest_categorical("v2_bn", ("conv", "transition", "none")))
+    order = str(trial.suggest_categorical("v2_order", ORDERS)) if bn_at == "conv" \
+        else "conv-bn-relu"  # no BatchNorm inside the units: the order changes nothing
+    p = round(float(trial.suggest_float("v2_dropout", 0.0, 0.1, step=0.05)), 2)
+    n_blocks = trial.suggest_int("v2_blocks", 2, MAX_BLOCKS)
+    stem_r = float(trial.suggest_categorical("v2_stem_ratio", RATIOS))
+    blocks = []
+    for b in range(1, n_blocks + 1):
+        n_convs = trial.suggest_int(f"v2_b{b}_convs", 1, MAX_CONVS)
+        ratio = float(trial.suggest_categorical(f"v2_b{b}_ratio", RATIOS))
+        grow = float(trial.suggest_categorical(f"v2_b{b}_grow", GROW)) if n_convs > 1 else 1.0
+        pads = tuple(int(trial.suggest_categorical(f"v2_b{b}_c{i}_pad", (1, 0)))
+                     for i in range(1, n_convs + 1))
+        pool = bool(trial.suggest_categorical(f"v2_b{b}_pool", (True, False)))
+        t = float(trial.suggest_categorical(f"v2_b{b}_1x1", T_RATIOS))
+        blocks.append((ratio, grow, pads, pool, t))
+    head = str(trial.suggest_categorical("v2_head", V2_HEADS))
+    return ShapeV2(bn_at, order, p, stem_r, tuple(blocks), head)
+
+
+def sample_spec_v2(trial: Suggester, max_params: int) -> ArchSpec:
+    """One member of space version 2 at the largest width scale that fits ``max_params``
+    (the narrowest one when none fits: the objective then rejects it as over budget). May
+    describe an impossible network (shapes collapse): call ``plan(spec.validate())``."""
+    shape = sample_shape_v2(trial)
+    return shape.at(shape.largest_scale(max_params))
+
+
+def smallest_spec_v2() -> ArchSpec:
+    """The member of version 2 with the fewest parameters: two one-conv blocks of the
+    narrowest width, no BatchNorm, no 1x1, a global-pool head."""
+    c = Conv3x3(MIN_WIDTH, padding=1, bn=False, bias=True)
+    return ArchSpec(stem=c, blocks=(Block((c,)), Block((c,))), head=Head("gap_linear"))
+
+
+def min_receptive_field(input_size: int) -> int:
+    """The receptive field a global-pool head needs before it (version 2 rejects less):
+    about the whole digit, 24 pixels of MNIST's 28, scaled with the image. A flatten head's
+    classifier sees every position itself, so it needs none."""
+    return round(input_size * 24 / 28)
+
+
+def sample(version: int, trial: Suggester, max_params: int) -> ArchSpec:
+    """A member of space ``version`` (1: :func:`sample_spec`, 2: :func:`sample_spec_v2`)."""
+    if version == 1:
+        return sample_spec(trial)
+    if version == 2:
+        return sample_spec_v2(trial, max_params)
+    raise ValueError(f"search space version {version!r} does not exist ({SPACE_VERSIONS})")
+
+
+def smallest(version: int) -> ArchSpec:
+    return smallest_spec() if version == 1 else smallest_spec_v2()
+
+
+def rejection(version: int, p: Plan) -> str | None:
+    """Why space ``version`` rejects a buildable candidate within the budget, or None.
+    Version 2 rejects global-pool heads that see less than :func:`min_receptive_field`."""
+    if version >= 2 and p.spec.head.kind != "flatten_linear":
+        need = min_receptive_field(p.spec.input_size)
+        if p.receptive_field < need:
+            return f"receptive field {p.receptive_field} < {need} before a global-pool head"
+    return None
+
+
+def start_members(version: int, n: int, max_params: int, seed: int) -> list[dict[str, object]]:
+    """Trial parameters of ``n`` distinct feasible members to start a study with.
+
+    Version 1: :func:`random_members`. Version 2: spread over the choices that matter most,
+    one member per (depth, BatchNorm placement, head) stratum, in the order a
+    RandomSampler(seed) first reaches them, each feasible (within the budget, buildable, not
+    rejected). Raises ValueError when 1000 x ``n`` draws hold fewer."""
+    if version == 1:
+        return [params_of(s) for s in random_members(n, max_params, seed)]
+    study = _uniform(seed)
+    strata = 3 * 3 * len(V2_HEADS)  # depths 2-4 x BatchNorm placements x heads
+    out: list[dict[str, object]] = []
+    keys: set[str] = set()
+    seen: set[tuple] = set()
+    for _ in range(1000 * n):
+        trial = study.ask()  # never told: the random sampler ignores history
+        spec = sample_spec_v2(trial, max_params)
+        try:
+            p = plan(spec.validate())
+        except SpecError:
+            continue
+        stratum = (len(spec.blocks), trial.params["v2_bn"], spec.head.kind)
+        if p.params > max_params or rejection(2, p) or spec.key() in keys or \
+                (stratum in seen and len(seen) < strata):  # every stratum once, then any
+            continue
+        out.append(dict(trial.params))
+        keys.add(spec.key())
+        seen.add(stratum)
+        if len(out) == n:
+            return out
+    raise ValueError(f"found only {len(out)} members with <= {max_params:,} parameters")
+
+
+# -- the training space ----------------------------------------------------------------------------
+# Training settings are a second, separately labelled space (labels start with ``train_``),
+# frozen together with the architecture: a candidate is its network *and* its settings
+# (nas.record.candidate_key). "fixed" suggests nothing: every candidate trains with the
+# search's own settings, as before this space existed. "sweep" searches the settings below;
+# each is a short grid of values around the default, so that a repeated candidate is
+# recognised and not trained twice. Dropout is part of the architecture (its spec).
+TRAIN_PREFIX = "train_"
+TRAIN_SPACES = ("fixed", "sweep")
+SWEEP: dict[str, tuple] = {
+    "lr": (0.05, 0.1, 0.2, 0.4),  # peak of the one-cycle schedule
+    "weight_decay": (0.0, 1e-4, 5e-4, 1e-3),
+    "label_smoothing": (0.0, 0.05, 0.1),
+    "batch_size": (128, 256, 512),
+    "ema": (0.0, 0.99, 0.998),  # weight averaging: the averaged network is evaluated
+    "augment": (0.5, 1.0, 1.5),  # scales rotation, translation and scale of the augmentation
+}
+
+
+def sample_train(space: str, trial: Suggester, base: TrainConfig) -> TrainConfig:
+    """``base`` with the training space's suggestions applied (``fixed``: ``base`` itself).
+    Epochs, seed, precision and the rest of ``base`` stay: the stage decides them."""
+    if space == "fixed":
+        return base
+    if space != "sweep":
+        raise ValueError(f"training space {space!r} does not exist ({TRAIN_SPACES})")
+    v = {name: trial.suggest_categorical(TRAIN_PREFIX + name, choices)
+         for name, choices in SWEEP.items()}
+    k = float(v.pop("augment"))
+    return replace(base, lr=float(v["lr"]), weight_decay=float(v["weight_decay"]),
+                   label_smoothing=float(v["label_smoothing"]), batch_size=int(v["batch_size"]),
+                   ema=float(v["ema"]), rotate_deg=base.rotate_deg * k,
+                   translate=base.translate * k, scale=base.scale * k)
+
+
+def train_params(params: dict[str, object]) -> dict[str, object]:
+    """The training-space part of a trial's parameters."""
+    return {k: v for k, v in sorted(params.items()) if k.startswith(TRAIN_PREFIX)}

@@ -22,14 +22,14 @@ from optuna.trial import FrozenTrial, TrialState
 from nas import artifacts, record
 from nas.cli import UserError
 from nas.data import DEFAULT_DATA_DIR, load_mnist
-from nas.search_space import params_of, random_members
+from nas.search_space import start_members
 from nas.storage import JOURNAL_PREFIX, faults, open_storage, study_names
 from nas.train import TrainConfig
 
 SAMPLERS = ("tpe", "random")
 # Settings that studies of earlier releases did not record, and the value they trained with:
 # such a study resumes only with that value (the pruned full schedule on the whole split).
-UNRECORDED = {"proxy_epochs": None, "proxy_subset": None}
+UNRECORDED = {"proxy_epochs": None, "proxy_subset": None, "space": 1, "train_space": "fixed"}
 PRUNERS = ("hyperband", "sha", "median", "none")
 START_TRIALS = 10  # TPE's random startup (n_startup_trials below)
 
@@ -62,6 +62,13 @@ class SearchConfig:
     finalist_seeds: int = 3  # seeds of each finalist: the measured seed std is ~0.2 points
     timeout: float | None = None  # seconds for the search stage (Optuna's timeout)
     artifact_dir: str | None = None  # the trials' files; None: beside the database (nas.artifacts)
+    # The search space's version (nas.search_space): what a new study samples. Version 1
+    # stays the default until a search with version 2 has been measured (README "Results").
+    space: int = 1
+    # The training space (nas.search_space.sample_train): "fixed" trains every candidate with
+    # ``train``; "sweep" searches learning rate, weight decay, label smoothing, batch size, EMA
+    # and augmentation strength along with the architecture.
+    train_space: str = "fixed"
 
     def search_train(self) -> TrainConfig:
         """The search stage's training settings: the full ones on the proxy schedule."""
@@ -73,7 +80,8 @@ class SearchConfig:
         (How many finalists, on how many seeds, may change from run to run.)"""
         return {"max_params": self.max_params, "n_val": self.n_val, "split_seed": self.split_seed,
                 "train": self.train.to_dict(), "proxy_epochs": self.proxy_epochs,
-                "proxy_subset": self.proxy_subset}
+                "proxy_subset": self.proxy_subset, "space": self.space,
+                "train_space": self.train_space}
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -168,9 +176,12 @@ def prepare_study(cfg: SearchConfig) -> optuna.Study:
                 record.check_made_by_nas(study, cfg.storage)
             diff = _differences({**UNRECORDED, **old}, identity)
             if diff:
+                space = {**UNRECORDED, **old}["space"]
+                hint = f" (it samples search space version {space}: pass --space {space})" \
+                    if diff == ["space"] else ""
                 raise UserError(f"study {cfg.study_name!r} in {cfg.storage} was made with other "
                                 f"settings ({', '.join(diff)} differ): pass another "
-                                f"--study-name")
+                                f"--study-name{hint}")
             record.fail_stale_trials(study)
         else:
             record.write_study(study, identity, {
@@ -192,12 +203,13 @@ def enqueue_start(study: optuna.Study, cfg: SearchConfig, remaining: int) -> int
     if any(record.was_trained(t) or t.state == TrialState.WAITING for t in trials):
         return 0
     try:
-        specs = random_members(min(START_TRIALS, remaining), cfg.max_params, cfg.seed)
+        members = start_members(cfg.space, min(START_TRIALS, remaining), cfg.max_params,
+                                cfg.seed)
     except ValueError:  # a budget at the space's edge: the sampler finds its own way
         return 0
-    for spec in specs:
-        study.enqueue_trial(params_of(spec), skip_if_exists=True)
-    return len(specs)
+    for params in members:
+        study.enqueue_trial(params, skip_if_exists=True)
+    return len(members)
 
 
 def _identity_of(study: optuna.Study, wait_s: float = 5.0) -> dict[str, Any] | None:
