@@ -122,6 +122,8 @@ class Objective:
                 torch.cuda.empty_cache()
             raise
         record.write_timings(trial, result.epoch_seconds, result.seconds)
+        if not prune and result.correct is not None:  # a finalist: compared image by image
+            record.write_val_correct(trial, result.correct.tolist())
         record.write_outcome(trial, record.COMPLETE)
         return result.final_accuracy
 

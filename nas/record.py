@@ -15,6 +15,7 @@ The format is stable: studies written by earlier releases read back unchanged
 from __future__ import annotations
 
 import json
+import math
 import platform
 import statistics
 import tempfile
@@ -46,6 +47,7 @@ RF = "receptive_field"
 OUTCOME = "outcome"  # one of OUTCOMES
 REASON = "reason"
 VAL_ACC = "val_acc"  # per-epoch validation accuracy
+VAL_CORRECT = "val_correct"  # a finalist run's final epoch, per validation image (hex bitmask)
 TRAIN_IMAGES = "train_images"  # images per epoch (the search stage may train on a subset)
 EPOCH_SECONDS = "epoch_seconds"
 TRAIN_SECONDS = "train_seconds"
@@ -187,6 +189,31 @@ def write_precision(trial: Trial, precision: str) -> None:
 
 def write_curve(trial: Trial, val_acc: list[float]) -> None:
     trial.set_user_attr(VAL_ACC, val_acc)
+
+
+def encode_correct(correct: Sequence[bool]) -> dict[str, Any]:
+    """Per-image right/wrong as stored: the count and the bits as one hex number."""
+    bits = "".join("1" if c else "0" for c in correct)
+    return {"n": len(bits), "hex": f"{int(bits, 2):0{(len(bits) + 3) // 4}x}" if bits else ""}
+
+
+def write_val_correct(trial: Trial, correct: Sequence[bool]) -> None:
+    """Which validation images the final network got right, so that two finalists are
+    compared on the same images (:func:`compare`)."""
+    trial.set_user_attr(VAL_CORRECT, encode_correct(correct))
+
+
+def val_correct_of(trial: FrozenTrial) -> list[bool] | None:
+    """What :func:`write_val_correct` wrote; None when the trial has no (readable) record."""
+    rec = trial.user_attrs.get(VAL_CORRECT)
+    if not isinstance(rec, dict) or not isinstance(rec.get("n"), int) or \
+            not isinstance(rec.get("hex"), str) or not 0 < rec["n"] <= 10_000_000:
+        return None
+    try:
+        bits = f"{int(rec['hex'], 16):0{rec['n']}b}"
+    except ValueError:
+        return None
+    return [b == "1" for b in bits] if len(bits) == rec["n"] else None
 
 
 def write_timings(trial: Trial, epoch_seconds: list[float], seconds: float) -> None:
@@ -356,6 +383,54 @@ class Finalist:
     def std(self) -> float:
         return statistics.stdev(self.accs) if len(self.runs) > 1 else 0.0
 
+    @property
+    def se(self) -> float:
+        """Standard error of the mean over seeds (0 with one seed: unknown, not small)."""
+        return self.std / math.sqrt(len(self.runs)) if len(self.runs) > 1 else 0.0
+
+    def per_image(self) -> list[float] | None:
+        """Each validation image's share of seeds that got it right; None unless every run
+        recorded its images (:func:`write_val_correct`) on the same number of images."""
+        rows = [val_correct_of(t) for t in self.runs]
+        if not rows or any(r is None for r in rows) or len({len(r) for r in rows}) != 1:
+            return None
+        return [sum(col) / len(col) for col in zip(*rows)]  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The best finalist against the runner-up (:func:`compare`)."""
+
+    difference: float  # best mean minus runner-up mean (validation accuracy)
+    se_seeds: float  # standard error of that difference from the seed-to-seed spread
+    se_paired: float | None  # ... from the per-image differences on the same images
+    images: int  # how many validation images the paired figure uses (0: none)
+
+    @property
+    def se(self) -> float:
+        """The larger of the two standard errors (the paired one where it exists)."""
+        return max(self.se_seeds, self.se_paired or 0.0)
+
+    @property
+    def tie(self) -> bool:
+        """The best is not ahead by more than its standard error (or nothing says so: one
+        seed each and no per-image record)."""
+        return self.se == 0.0 or self.difference <= self.se
+
+
+def compare(best: Finalist, runner_up: Finalist) -> Comparison:
+    """How far ``best`` is ahead of ``runner_up``: the difference of means, its standard
+    error from the seeds (sqrt(se_a^2 + se_b^2)), and, where both recorded their images, the
+    paired standard error over the same validation images (each image's share of seeds
+    right, differenced: SE = stdev / sqrt(N))."""
+    diff = best.mean - runner_up.mean
+    se_seeds = math.hypot(best.se, runner_up.se)
+    a, b = best.per_image(), runner_up.per_image()
+    if a is None or b is None or len(a) != len(b) or len(a) < 2:
+        return Comparison(diff, se_seeds, None, 0)
+    d = [x - y for x, y in zip(a, b)]
+    return Comparison(diff, se_seeds, statistics.stdev(d) / math.sqrt(len(d)), len(d))
+
 
 def finalists(study: optuna.Study) -> list[Finalist]:
     """The finalists with their complete runs, best mean validation accuracy first (more
@@ -387,6 +462,12 @@ def enqueue_finalists(study: optuna.Study, k: int, seeds: int) -> int:
                     SPEC: source.user_attrs[SPEC], ARCH_KEY: key_of(source)})
                 pending += 1
     return pending
+
+
+def finalist_of(trial: FrozenTrial) -> int | None:
+    """The search-stage trial whose candidate a finalist run retrains."""
+    number = trial.user_attrs.get(FINALIST_OF)
+    return number if isinstance(number, int) and not isinstance(number, bool) else None
 
 
 def finalist_seed(trial: Trial) -> int:

@@ -238,6 +238,19 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return sorted(out)
 
 
+def pick_line(best: record.Finalist, runner_up: record.Finalist) -> str:
+    """Whether the pick is ahead of the runner-up by more than its standard error, in words."""
+    c = record.compare(best, runner_up)
+    paired = (f", paired on the same {c.images:,} validation images ± {c.se_paired:.2%}"
+              if c.se_paired is not None else "")
+    ahead = (f"{best.runs[0].number} vs {runner_up.runs[0].number}: "
+             f"{c.difference:+.2%} (SE over seeds ± {c.se_seeds:.2%}{paired})")
+    if c.tie:
+        return (f"pick: a tie within the standard error, trial {ahead}; export and replay take "
+                f"the first (higher mean, then more seeds, then the earlier trial)")
+    return f"pick: trial {ahead}, ahead by more than its standard error"
+
+
 def summary(study: optuna.Study, cfg: SearchConfig, top: int = 5) -> str:
     """The best trials, the finalists, and the exact commands to browse, export and replay."""
     trials = study.get_trials(deepcopy=False)
@@ -260,12 +273,16 @@ def summary(study: optuna.Study, cfg: SearchConfig, top: int = 5) -> str:
     final = record.finalists(study)
     if final:
         lines += ["", f"finalists ({cfg.train.epochs} epochs, validation accuracy over seeds; "
-                      f"the first is the best):",
-                  f"{'trial':>6} {'mean':>7} {'std':>6} {'seeds':>5} {'params':>7}  architecture"]
+                      f"the first is the pick):",
+                  f"{'trial':>6} {'of':>5} {'mean':>7} {'± SE':>6} {'std':>6} {'seeds':>5} "
+                  f"{'params':>7}  architecture"]
         for f in final:
             t = f.runs[0]
-            lines.append(f"{t.number:>6} {f.mean:>7.2%} {f.std:>6.2%} {len(f.runs):>5} "
+            lines.append(f"{t.number:>6} {'#' + str(record.finalist_of(t)):>5}"
+                         f" {f.mean:>7.2%} {f.se:>6.2%} {f.std:>6.2%} {len(f.runs):>5} "
                          f"{record.params_of_trial(t):>7,}  {f.key}")
+        if len(final) > 1:
+            lines.append(pick_line(final[0], final[1]))
     s, n = cfg.storage, study.study_name
     a = f" --artifact-dir {cfg.artifact_dir}" if cfg.artifact_dir is not None else ""
     lines += ["", f"browse:  {dashboard_command(s, cfg.artifact_dir)}",

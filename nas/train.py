@@ -105,6 +105,7 @@ class TrainResult:
     seconds: float = 0.0  # total wall time, building and data transfer included
     model: nn.Module | None = None
     precision: str = ""  # what the run trained in: bf16, fp16 or fp32 (resolved, never auto)
+    correct: torch.Tensor | None = None  # the last evaluation, per image (bool, on the CPU)
 
     @property
     def final_accuracy(self) -> float:
@@ -390,7 +391,9 @@ def train(spec: ArchSpec, train_split: Split, eval_split: Split, cfg: TrainConfi
         train_loss = loss_sum.item() / max(steps, 1)  # the one sync of the epoch
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"training loss is {train_loss} at epoch {epoch}")
-        acc = evaluate(evaluated, x_ev, y_ev, cfg, precision)
+        correct = evaluate_correct(evaluated, x_ev, y_ev, cfg, precision)
+        acc = correct.sum().item() / max(len(y_ev), 1)  # the epoch's second and last sync
+        result.correct = correct.cpu()
         secs = time.perf_counter() - t0
         result.accuracies.append(acc)
         result.train_losses.append(train_loss)

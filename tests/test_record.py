@@ -146,3 +146,44 @@ def test_search_cost_counts_images_of_both_stages_in_full_schedule_trainings():
         "finalist stage (30 epochs); one = 15 epochs of 1,000 images); trials took 4 min 51 s "
         "(first start to last end 6 min 40 s)")
     assert record.search_cost(optuna.create_study(), 15).full_trainings == 0.0
+
+
+def _finalist(number: int, rows: list[list[int]]):
+    from optuna.trial import create_trial
+
+    from nas.record import FINALIST, FINALIST_SEED, STAGE, VAL_CORRECT, Finalist, encode_correct
+
+    runs = tuple(create_trial(value=sum(r) / len(r), user_attrs={
+        STAGE: FINALIST, FINALIST_SEED: seed, VAL_CORRECT: encode_correct([bool(b) for b in r])})
+        for seed, r in enumerate(rows))
+    return Finalist(f"net{number}", runs)
+
+
+def test_per_image_records_round_trip():
+    from nas.record import encode_correct
+
+    for bits in ([True], [False, False, True], [True] * 9 + [False] * 4, []):
+        t = _finalist(0, [[int(b) for b in bits]]).runs[0] if bits else None
+        if t is not None:
+            assert record.val_correct_of(t) == bits
+    assert encode_correct([False, True, False, False]) == {"n": 4, "hex": "4"}
+
+
+def test_compare_by_hand_ahead_and_tie():
+    best = _finalist(1, [[1, 1, 1, 0], [1, 1, 0, 1]])  # 75 % on both seeds
+    other = _finalist(2, [[1, 0, 1, 0], [1, 1, 0, 0]])  # 50 % on both seeds
+    c = record.compare(best, other)
+    assert c.difference == pytest.approx(0.25)
+    assert c.se_seeds == 0.0  # no spread over seeds
+    # Per image, share of seeds right: [1, 1, .5, .5] - [1, .5, .5, 0] = [0, .5, 0, .5];
+    # stdev = sqrt(4 * .25**2 / 3), SE = stdev / sqrt(4).
+    assert c.se_paired == pytest.approx((4 * 0.25 ** 2 / 3) ** 0.5 / 2)
+    assert c.images == 4 and not c.tie
+    # Two finalists with the same errors on the same images: a tie, whatever the means say.
+    same = record.compare(best, _finalist(3, [[1, 1, 1, 0], [1, 1, 0, 1]]))
+    assert same.difference == 0.0 and same.tie
+    # A lead smaller than the seed spread is a tie too.
+    a = _finalist(4, [[1, 1, 1, 1], [1, 0, 0, 0]])  # 100 %, 25 %: mean 62.5 %, SE 37.5 points
+    b = _finalist(5, [[1, 1, 0, 0], [1, 1, 0, 0]])  # 50 %
+    c = record.compare(a, b)
+    assert c.se_seeds == pytest.approx(0.375) and c.tie
