@@ -47,3 +47,32 @@ def test_generated_preprocess_is_the_trainers_normalisation():
     torch.testing.assert_close(mod.preprocess(pixels[:, 0]), normalize(pixels))
     with pytest.raises(TypeError, match="uint8"):
         mod.preprocess(pixels.float() / 255)
+
+
+def test_generated_fit_trains_the_way_nas_does(tiny_mnist_dir):
+    """The exported recipe, run by model.py's own fit() on a small subset, trains the same
+    network nas's trainer trains: same initialisation, batches, augmentation and schedule,
+    so (without dropout, whose masks nas draws with its own generator) the same weights."""
+
+    from nas.codegen import recipe_of
+    from nas.data import load_mnist
+    from nas.spec import ArchSpec, Block, Conv3x3, Head, MaxPool
+    from nas.train import TrainConfig, evaluate, train
+
+    spec = ArchSpec(stem=Conv3x3(8), blocks=(Block((Conv3x3(8),), (MaxPool(),)),
+                                             Block((Conv3x3(16),), (MaxPool(),))),
+                    head=Head("gap_linear"))
+    tr, val = load_mnist(tiny_mnist_dir, download=False).search_splits(n_val=200)
+    cfg = TrainConfig(epochs=3, batch_size=25, lr=0.2, ema=0.9, channels_last=False,
+                      precision="fp32", seed=3)
+    ours = train(spec, tr, val, cfg, "cpu")
+    mod = load_source(model_source(spec, recipe_of(cfg.to_dict())))
+    assert mod.RECIPE["ema"] == 0.9 and mod.RECIPE["seed"] == 3
+    theirs = mod.fit(tr.x, tr.y)
+    for (name, a), b in zip(ours.model.state_dict().items(), theirs.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3, msg=name)
+    assert evaluate(theirs, val.x.unsqueeze(1), val.y, cfg) == ours.final_accuracy
+    assert ours.train_losses[-1] < ours.train_losses[0]  # it did learn
+    # Another recipe, another network: fit really reads it.
+    other = mod.fit(tr.x, tr.y, {"seed": 4})
+    assert not torch.equal(next(other.parameters()), next(theirs.parameters()))
