@@ -69,6 +69,7 @@ class SearchConfig:
     # ``train``; "sweep" searches learning rate, weight decay, label smoothing, batch size, EMA
     # and augmentation strength along with the architecture.
     train_space: str = "fixed"
+    time_budget: float | None = None  # seconds for the whole run (nas.budget.fit_budget)
 
     def search_train(self) -> TrainConfig:
         """The search stage's training settings: the full ones on the proxy schedule."""
