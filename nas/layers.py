@@ -22,6 +22,10 @@ from nas.spec import (ArchSpec, BatchNorm, Conv1x1, Conv3x3, Dropout, Head, MaxP
                       TransitionOp)
 
 HEAD_KINDS = ("gap", "flatten", "linear")  # layer kinds of the head (after the feature map)
+# No spec with more parameters has a plan: a spec read from a downloaded study is untrusted, and
+# one within spec.py's size bounds could still ask for billions of weights (10^4 times the
+# challenge's budget is far beyond anything nas searches).
+MAX_PARAMS = 200_000_000
 
 
 @dataclass(frozen=True)
@@ -175,7 +179,11 @@ def plan(spec: ArchSpec) -> Plan:
         for o in block.transition:
             p.transition(o, f"block {bi} transition")
     p.head(spec.head, spec.num_classes)
-    return Plan(spec, tuple(p.layers))
+    out = Plan(spec, tuple(p.layers))
+    if out.params > MAX_PARAMS:
+        raise SpecError(f"the spec has {out.params:,} parameters, more than the {MAX_PARAMS:,} "
+                        f"nas plans")
+    return out
 
 
 def param_count(spec: ArchSpec) -> int:
