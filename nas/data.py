@@ -105,6 +105,8 @@ def read_idx(path: Path) -> torch.Tensor:
     if len(raw) - header != count:
         raise DataError(f"{path} is truncated: expected {count:,} data bytes for shape "
                         f"{tuple(shape)}, found {len(raw) - header:,}")
+    if count == 0:  # frombuffer refuses an empty buffer; load_mnist says what is wrong
+        return torch.zeros(shape, dtype=torch.uint8)
     data = torch.frombuffer(bytearray(raw[header:]), dtype=torch.uint8)
     return data.reshape(shape)
 

@@ -31,7 +31,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from nas import __version__
 from nas.artifacts import MAX_ARTIFACT_BYTES, ArtifactError, valid_artifact_id
-from nas.layers import Plan
+from nas.layers import Plan, plan
 from nas.processes import ProcessRecordError, check_process, is_alive, this_process
 from nas.spec import ArchSpec, SpecError, short_repr
 from nas.train import ConfigError, TrainConfig
@@ -240,7 +240,8 @@ def write_timings(trial: Trial, epoch_seconds: list[float], seconds: float) -> N
 def spec_of(trial: FrozenTrial, study: optuna.Study | None = None) -> ArchSpec:
     """The spec a trial trained (no ``Trial`` or sampler needed). Raises RecordError, naming
     the study (when given), the trial and why, for a missing, non-text or invalid spec
-    (:meth:`ArchSpec.from_json` bounds its size and depth)."""
+    (:meth:`ArchSpec.from_json` bounds its size and depth) or one without a plan (shapes,
+    :data:`nas.layers.MAX_PARAMS`)."""
     if SPEC not in trial.user_attrs:
         raise RecordError(f"{_where(trial, study)} holds no nas architecture (no {SPEC!r} "
                           f"attribute)")
@@ -248,9 +249,11 @@ def spec_of(trial: FrozenTrial, study: optuna.Study | None = None) -> ArchSpec:
     if not isinstance(text, str):
         raise _bad(trial, study, SPEC, f"must be JSON text, got {type(text).__name__}")
     try:
-        return ArchSpec.from_json(text)
+        spec = ArchSpec.from_json(text)
+        plan(spec)  # memoised; a trained trial's spec has one, a tampered one may not
     except SpecError as e:
         raise _bad(trial, study, SPEC, f"is not a valid spec: {e}") from None
+    return spec
 
 
 def key_of(trial: FrozenTrial) -> str | None:
