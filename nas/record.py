@@ -752,9 +752,13 @@ def save_checkpoint(path: Path, spec: ArchSpec, state_dict: dict[str, Any],
 
 
 def checkpoint_of(path: Path, spec: ArchSpec) -> dict[str, Any] | None:
-    """The checkpoint at ``path`` if it is one :func:`save_checkpoint` wrote for ``spec``;
-    None for a missing file or anything else."""
+    """The checkpoint at ``path`` if it is one :func:`save_checkpoint` wrote for ``spec``:
+    its spec, and a state dict with exactly the tensors (names, shapes, floating dtypes) that
+    ``build(spec)`` has, so loading it cannot fail. None for a missing file or anything else
+    (a checkpoint may come from a downloaded artifact folder)."""
     import torch
+
+    from nas.builder import build
 
     if not path.is_file():
         return None
@@ -764,6 +768,14 @@ def checkpoint_of(path: Path, spec: ArchSpec) -> dict[str, Any] | None:
         return None
     if not isinstance(ckpt, dict) or ckpt.get("spec") != spec.to_json() or \
             not isinstance(ckpt.get("state_dict"), dict):
+        return None
+    with torch.device("meta"):  # shapes only: nothing allocated
+        want = {k: (tuple(v.shape), v.is_floating_point())
+                for k, v in build(spec).state_dict().items()}
+    have = ckpt["state_dict"]
+    if set(have) != set(want) or not all(
+            isinstance(v, torch.Tensor) and (tuple(v.shape), v.is_floating_point()) == want[k]
+            for k, v in have.items()):
         return None
     return ckpt
 

@@ -239,6 +239,17 @@ def test_a_symlink_in_the_artifact_folder_is_not_followed_out_of_it(case, capsys
     _weights_refused(case, before, capsys, "link", "outside")
 
 
+def test_an_artifact_with_the_specs_name_but_other_tensors_is_not_exported(case, capsys):
+    """A checkpoint that names the trial's spec but holds tensors of other shapes would have
+    crashed in load_state_dict: it is refused like any file that is not the trial's."""
+    artifact = case.artifacts / case.replay_record()["artifacts"]["seed0.pt"]
+    ckpt = torch.load(artifact, weights_only=True)
+    ckpt["state_dict"] = {k: torch.zeros(3) for k in ckpt["state_dict"]}
+    torch.save(ckpt, artifact)
+    before = case.snapshot()
+    _weights_refused(case, before, capsys, "not a checkpoint of this trial's spec")
+
+
 # -- 3. garbage recorded with exit 0 -----------------------------------------------------------
 @pytest.mark.parametrize("field, value, words", [
     ("epochs", -3, ("epochs", "from 1")),
