@@ -166,7 +166,8 @@ class _Planner:
 
 @lru_cache(maxsize=4096)
 def plan(spec: ArchSpec) -> Plan:
-    """Unroll ``spec`` into layers. Raises :class:`SpecError` if a shape collapses.
+    """Unroll ``spec`` into layers. Raises :class:`SpecError` if a shape collapses or the
+    network has more than :data:`MAX_PARAMS` parameters.
 
     A pure function of an immutable spec, so it is memoised: the builder, the parameter count
     and the table of one candidate share one plan.
