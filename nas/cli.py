@@ -9,12 +9,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from nas.artifacts import ArtifactError
 from nas.data import DataError
 from nas.processes import WorkerDied
 from nas.record import RecordError
 from nas.spec import SpecError
 from nas.storage import StorageError
-from nas.train import DeviceError
+from nas.train import ConfigError, DeviceError
 
 
 class UserError(Exception):
@@ -22,7 +23,8 @@ class UserError(Exception):
 
 
 # Errors that are the user's to fix: one line on stderr, never a traceback.
-USER_ERRORS = (UserError, DataError, SpecError, StorageError, DeviceError, RecordError)
+USER_ERRORS = (UserError, DataError, SpecError, StorageError, DeviceError, RecordError,
+               ArtifactError, ConfigError)
 
 
 class Parser(argparse.ArgumentParser):

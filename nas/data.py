@@ -24,6 +24,7 @@ FILES = {
     "test_x": "t10k-images-idx3-ubyte",
     "test_y": "t10k-labels-idx1-ubyte",
 }
+SIZE, CLASSES = (28, 28), 10  # what load_mnist accepts: MNIST's images and labels
 # The repository's own copy: <repo>/data, next to the package.
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
@@ -104,6 +105,8 @@ def read_idx(path: Path) -> torch.Tensor:
     if len(raw) - header != count:
         raise DataError(f"{path} is truncated: expected {count:,} data bytes for shape "
                         f"{tuple(shape)}, found {len(raw) - header:,}")
+    if count == 0:  # frombuffer refuses an empty buffer; load_mnist says what is wrong
+        return torch.zeros(shape, dtype=torch.uint8)
     data = torch.frombuffer(bytearray(raw[header:]), dtype=torch.uint8)
     return data.reshape(shape)
 
@@ -151,6 +154,14 @@ def load_mnist(data_dir: str | Path | None = None, download: bool = True) -> MNI
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
             raise DataError(f"{d}: {part} images {tuple(x.shape)} and labels {tuple(y.shape)} "
                             f"do not match")
+        if len(x) == 0:
+            raise DataError(f"{d}: the {part} files hold no images")
+        if tuple(x.shape[1:]) != SIZE:
+            raise DataError(f"{d}: {part} images are {x.shape[1]}x{x.shape[2]}, MNIST's are "
+                            f"{SIZE[0]}x{SIZE[1]}")
+        if int(y.max()) >= CLASSES:
+            raise DataError(f"{d}: {part} labels run up to {int(y.max())}, MNIST's are 0 to "
+                            f"{CLASSES - 1}")
     return MNIST(Split(t["train_x"], t["train_y"].long()),
                  Split(t["test_x"], t["test_y"].long()), str(d))
 

@@ -20,7 +20,7 @@ import optuna
 import torch
 
 from nas import record
-from nas.artifacts import artifact_dir, open_store
+from nas.artifacts import artifact_dir, open_store, study_folders
 from nas.cli import (ARTIFACT_DIR_HELP, Parser, UserError, describe, make_dir, nonneg_int,
                      run)
 from nas.codegen import model_source
@@ -34,20 +34,27 @@ if TYPE_CHECKING:
 
 
 def export(study: optuna.Study, trial_number: int | None, out: Path,
-           store: ArtifactStore | None = None) -> list[Path]:
-    """Write the files; returns their paths. ``store`` is the study's artifact store
-    (:func:`nas.artifacts.open_store`), where a replay's weights are; without it only the
-    weights of a replay recorded by nas 0.1 (an absolute path) can be found."""
+           store: ArtifactStore | None = None, folder: Path | None = None,
+           trusted: Sequence[Path] = ()) -> tuple[list[Path], str]:
+    """Write the files; returns their paths and, when the trial has a replay whose weights
+    were not written, why (see :class:`nas.record.ReplayWeights`). ``store`` is the study's
+    artifact store (:func:`nas.artifacts.open_store`, folder ``folder``), where a replay's
+    weights are; a replay recorded by nas 0.1 (an absolute path) is read only from under
+    ``trusted`` (:func:`nas.artifacts.study_folders`). Everything is read and checked before
+    anything is written: a bad record writes nothing."""
     t = record.select_trial(study, trial_number)
-    spec = record.spec_of(t)
+    spec = record.spec_of(t, study)
+    replay = record.replay_of(study, t.number)
+    summary = _summary(study, t, spec, replay)
+    weights = record.replay_checkpoint(study, t.number, spec, store, folder, trusted) \
+        if replay else record.ReplayWeights(None)
     make_dir(out)
     written = [out / "arch.json", out / "model.py", out / "summary.md"]
     try:
         written[0].write_text(spec.to_json(indent=2) + "\n")
         written[1].write_text(model_source(spec))
-        replay = record.replay_of(study, t.number)
-        written[2].write_text(_summary(study, t, spec, replay))
-        ckpt = record.replay_checkpoint(study, t.number, spec, store)
+        written[2].write_text(summary)
+        ckpt = weights.checkpoint
         if ckpt is not None:
             torch.save(ckpt, out / "weights.pt")
             written.append(out / "weights.pt")
@@ -55,7 +62,7 @@ def export(study: optuna.Study, trial_number: int | None, out: Path,
                                       metadata(spec, _test_accuracy(replay))))
     except OSError as e:
         raise UserError(f"--out {out}: {e.strerror or e}") from None
-    return written
+    return written, weights.why_not if replay else ""
 
 
 def _test_accuracy(replay: dict | None) -> str | None:
@@ -69,7 +76,7 @@ def _test_accuracy(replay: dict | None) -> str | None:
 
 def _summary(study: optuna.Study, t: optuna.trial.FrozenTrial, spec: ArchSpec,
              replay: dict | None) -> str:
-    val = record.curve_of(t)
+    val = record.curve_of(t, study)
     p = plan(spec)
     lines = [f"# {study.study_name}, trial {t.number}", "",
              f"- parameters: {p.params:,} (budget {record.max_params_of(study, p.params):,})",
@@ -103,14 +110,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     study = load_study(open_storage(a.storage, create=False), a.study_name, a.storage)
     record.check_made_by_nas(study, a.storage)
-    files = export(study, a.trial, a.out, open_store(a.storage, a.artifact_dir, create=False))
+    folder = artifact_dir(a.storage, a.artifact_dir)
+    files, why_not = export(study, a.trial, a.out,
+                            open_store(a.storage, a.artifact_dir, create=False), folder,
+                            study_folders(a.storage, a.artifact_dir))
     for path in files:
         print(path)
-    number = record.select_trial(study, a.trial).number
-    if record.replay_of(study, number) and a.out / "model.onnx" not in files:
-        print(f"note: the weights of trial {number}'s replay are not in "
-              f"{artifact_dir(a.storage, a.artifact_dir)} (copy the artifact folder with the "
-              f"database, or pass --artifact-dir): architecture files only", file=sys.stderr)
+    if why_not:
+        number = record.select_trial(study, a.trial).number
+        print(f"note: the weights of trial {number}'s replay {why_not}: architecture files "
+              f"only", file=sys.stderr)
     return 0
 
 

@@ -23,6 +23,10 @@ from nas.spec import (ArchSpec, BatchNorm, Conv1x1, Conv3x3, Dropout, Head, MaxP
 
 HEAD_START = ("gap", "flatten")  # the layer kinds that begin a head: every layer from there on
 # sees the whole feature map (a gap_conv head's 1x1 conv and a classifier included)
+# No spec with more parameters has a plan: a spec read from a downloaded study is untrusted, and
+# one within spec.py's size bounds could still ask for billions of weights (10^4 times the
+# challenge's budget is far beyond anything nas searches).
+MAX_PARAMS = 200_000_000
 
 
 @dataclass(frozen=True)
@@ -169,7 +173,8 @@ class _Planner:
 
 @lru_cache(maxsize=4096)
 def plan(spec: ArchSpec) -> Plan:
-    """Unroll ``spec`` into layers. Raises :class:`SpecError` if a shape collapses.
+    """Unroll ``spec`` into layers. Raises :class:`SpecError` if a shape collapses or the
+    network has more than :data:`MAX_PARAMS` parameters.
 
     A pure function of an immutable spec, so it is memoised: the builder, the parameter count
     and the table of one candidate share one plan.
@@ -182,7 +187,11 @@ def plan(spec: ArchSpec) -> Plan:
         for o in block.transition:
             p.transition(o, f"block {bi} transition")
     p.head(spec.head, spec.num_classes)
-    return Plan(spec, tuple(p.layers))
+    out = Plan(spec, tuple(p.layers))
+    if out.params > MAX_PARAMS:
+        raise SpecError(f"the spec has {out.params:,} parameters, more than the {MAX_PARAMS:,} "
+                        f"nas plans")
+    return out
 
 
 def param_count(spec: ArchSpec) -> int:

@@ -104,9 +104,38 @@ def this_process() -> dict[str, Any]:
             "hostname": socket.gethostname()}
 
 
+class ProcessRecordError(ValueError):
+    """A recorded process (from a study file: untrusted) that is not what
+    :func:`this_process` writes."""
+
+
+PID_MAX = 1 << 22  # Linux's largest pid_max
+
+
+def check_process(proc: Any) -> dict[str, Any]:
+    """``proc`` if it has :func:`this_process`'s shape (host and hostname text, a PID from 1
+    to PID_MAX, start time text or null); raises :class:`ProcessRecordError` naming the field
+    otherwise. Checked before use: a PID of 0 or below would make :func:`is_alive` ask about a
+    process group (``kill(0, 0)`` is this very group, always "alive"), a huge one overflowed."""
+    if not isinstance(proc, dict):
+        raise ProcessRecordError(f"must be a mapping, got {type(proc).__name__}")
+    for key in ("host", "hostname"):
+        if not isinstance(proc.get(key), str) or len(proc[key]) > 1024:
+            raise ProcessRecordError(f"{key} must be text, got {type(proc.get(key)).__name__}")
+    pid = proc.get("pid")
+    if type(pid) is not int or not 1 <= pid <= PID_MAX:
+        shown = pid if type(pid) is int and abs(pid) < 2**64 else type(pid).__name__
+        raise ProcessRecordError(f"pid must be an integer from 1 to {PID_MAX}, got {shown}")
+    if proc.get("start") is not None and not isinstance(proc["start"], str):
+        raise ProcessRecordError(f"start must be text or null, got "
+                                 f"{type(proc['start']).__name__}")
+    return proc
+
+
 def is_alive(proc: dict[str, Any]) -> bool | None:
     """Whether the process ``proc`` (from :func:`this_process`) still runs; None where this
-    machine cannot tell (another host)."""
+    machine cannot tell (another host). ``proc`` read from a study must pass
+    :func:`check_process` first."""
     if proc.get("host") != _host():
         if proc.get("hostname") == socket.gethostname() and "/" in str(proc.get("host")):
             return False  # same machine, an earlier boot: every process of it is gone

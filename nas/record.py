@@ -31,10 +31,12 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from nas import __version__
-from nas.layers import Plan
-from nas.processes import is_alive, this_process
+from nas.artifacts import MAX_ARTIFACT_BYTES, ArtifactError, valid_artifact_id
+from nas.layers import Plan, plan
+from nas.processes import ProcessRecordError, check_process, is_alive, this_process
 from nas.search_space import train_params
-from nas.spec import ArchSpec
+from nas.spec import ArchSpec, SpecError, short_repr
+from nas.train import ConfigError, TrainConfig
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
@@ -79,6 +81,44 @@ _REPLAY = "replay:trial-{}"  # a trial's replay summary
 
 class RecordError(Exception):
     """A study or trial that does not hold what ``nas`` needs (a user error: one line)."""
+
+
+# -- validating what is read -------------------------------------------------------------------
+# A study may come from anywhere (a shared .db and its .artifacts folder): every value read from
+# it is untrusted input, checked here against its schema (type, range, size) before use, and a
+# bad one is a RecordError naming the study, the trial and the attribute. The readers below are
+# the one place per attribute; they take the study, where they know it, for the message.
+MAX_SEEDS = 1000  # in a replay record
+MAX_CURVE = 1000  # epochs in a recorded curve (TrainConfig's bound)
+MAX_TEXT = 4096  # characters of a recorded path, device or date
+
+
+def _where(trial: FrozenTrial | int | None, study: optuna.Study | None) -> str:
+    parts = [f"study {short_repr(study.study_name)}"] if study is not None else []
+    if trial is not None:
+        parts.append(f"trial {trial if isinstance(trial, int) else trial.number}")
+    return ", ".join(parts) or "the study"
+
+
+def _bad(trial: FrozenTrial | int | None, study: optuna.Study | None, key: str,
+         why: str) -> RecordError:
+    return RecordError(f"{_where(trial, study)}: attribute {key!r} {why}")
+
+
+def _is_number(v: Any) -> bool:
+    return type(v) in (int, float) and math.isfinite(v)
+
+
+def _is_int(v: Any, low: int = 0) -> bool:
+    return type(v) is int and low <= v < 2**63
+
+
+def _int_attr(trial: FrozenTrial, key: str, default: int,
+              study: optuna.Study | None = None) -> int:
+    v = trial.user_attrs.get(key, default)
+    if not _is_int(v):
+        raise _bad(trial, study, key, f"must be a non-negative integer, got {short_repr(v)}")
+    return v
 
 
 def versions() -> dict[str, str]:
@@ -142,7 +182,10 @@ def write_last_command(study: optuna.Study, argv: list[str], settings: dict[str,
 
 
 def max_params_of(study: optuna.Study, default: int) -> int:
-    return int(study.user_attrs.get(MAX_PARAMS, default))
+    v = study.user_attrs.get(MAX_PARAMS, default)
+    if not _is_int(v, 1):
+        raise _bad(None, study, MAX_PARAMS, f"must be a positive integer, got {short_repr(v)}")
+    return v
 
 
 # -- writing a trial ---------------------------------------------------------------------------
@@ -222,18 +265,32 @@ def write_timings(trial: Trial, epoch_seconds: list[float], seconds: float) -> N
 
 
 # -- reading trials ----------------------------------------------------------------------------
-def spec_of(trial: FrozenTrial) -> ArchSpec:
-    """The spec a trial trained (no ``Trial`` or sampler needed)."""
+def spec_of(trial: FrozenTrial, study: optuna.Study | None = None) -> ArchSpec:
+    """The spec a trial trained (no ``Trial`` or sampler needed). Raises RecordError, naming
+    the study (when given), the trial and why, for a missing, non-text or invalid spec
+    (:meth:`ArchSpec.from_json` bounds its size and depth) or one without a plan (shapes,
+    :data:`nas.layers.MAX_PARAMS`)."""
     if SPEC not in trial.user_attrs:
-        raise RecordError(f"trial {trial.number} holds no nas architecture (no {SPEC!r} "
+        raise RecordError(f"{_where(trial, study)} holds no nas architecture (no {SPEC!r} "
                           f"attribute)")
-    return ArchSpec.from_json(trial.user_attrs[SPEC])
+    text = trial.user_attrs[SPEC]
+    if not isinstance(text, str):
+        raise _bad(trial, study, SPEC, f"must be JSON text, got {type(text).__name__}")
+    try:
+        spec = ArchSpec.from_json(text)
+        plan(spec)  # memoised; a trained trial's spec has one, a tampered one may not
+    except SpecError as e:
+        raise _bad(trial, study, SPEC, f"is not a valid spec: {e}") from None
+    return spec
 
 
 def key_of(trial: FrozenTrial) -> str | None:
     """The architecture's canonical key (studies before 0.2 stored only the spec)."""
     if ARCH_KEY in trial.user_attrs:
-        return str(trial.user_attrs[ARCH_KEY])
+        key = trial.user_attrs[ARCH_KEY]
+        if not isinstance(key, str):
+            raise _bad(trial, None, ARCH_KEY, f"must be text, got {short_repr(key)}")
+        return key
     return spec_of(trial).key() if SPEC in trial.user_attrs else None
 
 
@@ -256,20 +313,36 @@ def reason_of(trial: FrozenTrial) -> str:
     return str(trial.user_attrs.get(REASON, ""))
 
 
-def params_of_trial(trial: FrozenTrial) -> int:
-    return int(trial.user_attrs.get(PARAMS, 0))
+def params_of_trial(trial: FrozenTrial, study: optuna.Study | None = None) -> int:
+    return _int_attr(trial, PARAMS, 0, study)
 
 
-def rf_of(trial: FrozenTrial) -> int:
-    return int(trial.user_attrs.get(RF, 0))
+def rf_of(trial: FrozenTrial, study: optuna.Study | None = None) -> int:
+    return _int_attr(trial, RF, 0, study)
 
 
-def curve_of(trial: FrozenTrial) -> list[float]:
-    return list(trial.user_attrs.get(VAL_ACC, []))
+def curve_of(trial: FrozenTrial, study: optuna.Study | None = None) -> list[float]:
+    """The per-epoch validation accuracies: at most MAX_CURVE numbers in [0, 1]."""
+    curve = trial.user_attrs.get(VAL_ACC, [])
+    if not isinstance(curve, list) or len(curve) > MAX_CURVE or \
+            not all(_is_number(a) and 0 <= a <= 1 for a in curve):
+        raise _bad(trial, study, VAL_ACC, f"must be a list of at most {MAX_CURVE} accuracies "
+                                          f"in [0, 1], got {short_repr(curve)}")
+    return list(curve)
 
 
-def train_config_of(trial: FrozenTrial) -> dict[str, Any]:
-    return dict(trial.user_attrs.get(TRAIN_CONFIG, {}))
+def train_config_of(trial: FrozenTrial, study: optuna.Study | None = None) -> dict[str, Any]:
+    """The training settings the trial recorded, checked as :meth:`TrainConfig.from_dict`
+    checks them (keys it does not know, such as 0.1's bf16 switches, are kept and ignored).
+    A field of the wrong type or range is a RecordError naming it."""
+    cfg = trial.user_attrs.get(TRAIN_CONFIG, {})
+    try:
+        TrainConfig.from_dict(cfg)
+    except ConfigError as e:
+        raise _bad(trial, study, TRAIN_CONFIG, f"is not a valid training config: {e}") from None
+    except TypeError as e:  # not a mapping with text keys
+        raise _bad(trial, study, TRAIN_CONFIG, f"is not a valid training config: {e}") from None
+    return dict(cfg)
 
 
 def precision_of(trial: FrozenTrial) -> str | None:
@@ -439,7 +512,7 @@ def finalists(study: optuna.Study) -> list[Finalist]:
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         if stage_of(t) == FINALIST and t.value is not None:
             groups.setdefault(candidate_key(t) or "", []).append(t)
-    out = [Finalist(k, tuple(sorted(ts, key=lambda t: t.user_attrs.get(FINALIST_SEED, 0))))
+    out = [Finalist(k, tuple(sorted(ts, key=lambda t: _int_attr(t, FINALIST_SEED, 0, study))))
            for k, ts in groups.items()]
     return sorted(out, key=lambda f: (-f.mean, -len(f.runs)))
 
@@ -532,6 +605,10 @@ def stale_trials(study: optuna.Study,
         proc = t.user_attrs.get(PROCESS)
         if proc is None:
             continue
+        try:
+            proc = check_process(proc)
+        except ProcessRecordError as e:
+            raise _bad(t, study, PROCESS, f"is not a process record: {e}") from None
         if this_process_ended and proc == me:
             out.append((t.number, "interrupted"))
         elif is_alive(proc) is False:
@@ -602,33 +679,130 @@ def write_replay(study: optuna.Study, trial: FrozenTrial, report: dict[str, Any]
 
 
 def replay_of(study: optuna.Study, number: int) -> dict[str, Any] | None:
-    return study.user_attrs.get(_REPLAY.format(number))
+    """Trial ``number``'s replay record, checked against its schema (what :func:`write_replay`
+    writes, nas 0.1's included): None when there is none; a RecordError naming the study, the
+    trial and the field for one that is not a replay record."""
+    key = _REPLAY.format(number)
+    rec = study.user_attrs.get(key)
+    if rec is None:
+        return None
+
+    def bad(why: str) -> RecordError:
+        return _bad(number, study, key, why)
+
+    if not isinstance(rec, dict):
+        raise bad(f"must be a mapping, got {type(rec).__name__}")
+    seeds, accs, weights = rec.get("seeds"), rec.get("test_acc_final"), rec.get("weights")
+    if not isinstance(seeds, list) or not 1 <= len(seeds) <= MAX_SEEDS or \
+            not all(_is_int(s) for s in seeds):
+        raise bad(f"seeds must be a list of 1 to {MAX_SEEDS} seed numbers, got "
+                  f"{short_repr(seeds)}")
+    if not isinstance(accs, list) or len(accs) != len(seeds) or \
+            not all(_is_number(a) and 0 <= a <= 1 for a in accs):
+        raise bad(f"test_acc_final must be a list of {len(seeds)} accuracies in [0, 1], got "
+                  f"{short_repr(accs)}")
+    for name in ("mean", "std"):
+        if not _is_number(rec.get(name)) or not 0 <= rec[name] <= 1:
+            raise bad(f"{name} must be a number in [0, 1], got {short_repr(rec.get(name))}")
+    if not isinstance(weights, list) or len(weights) != len(seeds) or \
+            not all(isinstance(w, str) and 0 < len(w) <= MAX_TEXT for w in weights):
+        raise bad(f"weights must be a list of {len(seeds)} file names, got "
+                  f"{short_repr(weights)}")
+    for name in ("device", "date"):
+        if not isinstance(rec.get(name), str) or len(rec[name]) > MAX_TEXT:
+            raise bad(f"{name} must be text, got {short_repr(rec.get(name))}")
+    if "challenge_holds" in rec and not isinstance(rec["challenge_holds"], bool):
+        raise bad(f"challenge_holds must be true or false, got "
+                  f"{short_repr(rec['challenge_holds'])}")
+    ids = rec.get(REPLAY_ARTIFACTS)
+    if ids is not None:
+        if not isinstance(ids, dict) or len(ids) > MAX_SEEDS + len(REPLAY_FILE_NAMES) or \
+                not all(isinstance(n, str) and valid_artifact_id(i) for n, i in ids.items()):
+            raise bad(f"{REPLAY_ARTIFACTS} must map file names to artifact ids, got "
+                      f"{short_repr(ids)}")
+        if any(Path(w).name != w or w in (".", "..") for w in weights):
+            raise bad(f"weights must be plain file names, got {short_repr(weights)}")
+    return rec
+
+
+REPLAY_FILE_NAMES = ("model.onnx", "report.md", "report.json")  # a replay's files besides weights
+
+
+@dataclass(frozen=True)
+class ReplayWeights:
+    """Seed 0's checkpoint of a replay, or why there is none: ``why_not`` completes "the
+    weights of trial N's replay ..." (e.g. "are not in nas.db.artifacts (...)", "were refused:
+    ...")."""
+
+    checkpoint: dict[str, Any] | None
+    why_not: str = ""
 
 
 def replay_checkpoint(study: optuna.Study, number: int, spec: ArchSpec,
-                      store: ArtifactStore | None) -> dict[str, Any] | None:
+                      store: ArtifactStore | None, folder: Path | None = None,
+                      trusted: Sequence[Path] = ()) -> ReplayWeights:
     """Seed 0's checkpoint of trial ``number``'s replay (seed 0's: picking the best seed
-    would be selection on the test set), read back from the artifact store by id; for a
-    replay recorded before artifacts (nas 0.1), from the absolute path it recorded, if that
-    file is still there. None when there is no replay, the store or file is missing, or the
-    file is not a checkpoint of ``spec``."""
+    would be selection on the test set), read back from the artifact store by id.
+
+    Only files inside the study's own folders are read: ``store`` (a
+    :class:`nas.artifacts.CheckedStore`, whose folder ``folder`` is, for the messages) refuses
+    ids that resolve outside it; a replay recorded before artifacts (nas 0.1) names an absolute
+    path, read only if it resolves, symlinks included, to a regular file under one of
+    ``trusted`` (the artifact folder and the database's folder: nas 0.1 wrote runs/ beside
+    it). A path elsewhere is refused without being opened. The record itself is checked by
+    :func:`replay_of` (RecordError). No checkpoint: ``why_not`` says why."""
     replay = replay_of(study, number)
-    if not replay or not replay.get("weights"):
-        return None
-    first = str(replay["weights"][0])
+    if replay is None:
+        return ReplayWeights(None, "do not exist (no replay recorded)")
+    first = replay["weights"][0]
     ids = replay.get(REPLAY_ARTIFACTS)
+    where = folder if folder is not None else "the artifact folder"
+    hint = "copy the artifact folder with the database, or pass --artifact-dir"
     if not ids:
-        return checkpoint_of(Path(first), spec)
-    if store is None or Path(first).name not in ids:
-        return None
+        return _checkpoint_by_path(Path(first), spec, trusted)
+    if first not in ids:
+        return ReplayWeights(None, f"were refused: the record names weights {first!r:.80}, "
+                                   f"which are not among its artifacts")
+    if store is None:
+        return ReplayWeights(None, f"are not in {where} (no such folder: {hint})")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "weights.pt"
         try:
             download_artifact(artifact_store=store, file_path=str(path),
-                              artifact_id=ids[Path(first).name])
+                              artifact_id=ids[first])
         except ArtifactNotFound:
-            return None
-        return checkpoint_of(path, spec)
+            return ReplayWeights(None, f"are not in {where} ({hint})")
+        except ValueError as e:  # the store refused the id (nas.artifacts.ArtifactRefused)
+            return ReplayWeights(None, f"were refused: {e}")
+        except OSError as e:
+            raise ArtifactError(f"artifact folder {where}: {e.strerror or e}") from None
+        ckpt = checkpoint_of(path, spec)
+    if ckpt is None:
+        return ReplayWeights(None, f"were refused: artifact {ids[first]} ({first}) is not a "
+                                   f"checkpoint of this trial's spec")
+    return ReplayWeights(ckpt)
+
+
+def _checkpoint_by_path(path: Path, spec: ArchSpec, trusted: Sequence[Path]) -> ReplayWeights:
+    """A nas 0.1 record's weights: an absolute path, read only inside ``trusted``."""
+    if not path.is_absolute():
+        return ReplayWeights(None, f"were refused: the record names {str(path)!r:.80}, not an "
+                                   f"absolute path as nas 0.1 wrote")
+    real = path.resolve()
+    roots = [r.resolve() for r in trusted]
+    if not any(real.is_relative_to(r) for r in roots):
+        places = " or ".join(str(r) for r in roots) or "no folder of this study"
+        return ReplayWeights(None, f"were refused: the record names {path}, outside {places} "
+                                   f"(nas reads a study's files only from its own folders)")
+    if not real.exists():
+        return ReplayWeights(None, f"are not at {path}, where the record says")
+    if not real.is_file() or real.stat().st_size > MAX_ARTIFACT_BYTES:
+        return ReplayWeights(None, f"were refused: {path} is not a checkpoint file")
+    ckpt = checkpoint_of(real, spec)
+    if ckpt is None:
+        return ReplayWeights(None, f"were refused: {path} is not a checkpoint of this "
+                                   f"trial's spec")
+    return ReplayWeights(ckpt)
 
 
 # -- artifacts ---------------------------------------------------------------------------------
@@ -672,9 +846,13 @@ def save_checkpoint(path: Path, spec: ArchSpec, state_dict: dict[str, Any],
 
 
 def checkpoint_of(path: Path, spec: ArchSpec) -> dict[str, Any] | None:
-    """The checkpoint at ``path`` if it is one :func:`save_checkpoint` wrote for ``spec``;
-    None for a missing file or anything else."""
+    """The checkpoint at ``path`` if it is one :func:`save_checkpoint` wrote for ``spec``:
+    its spec, and a state dict with exactly the tensors (names, shapes, floating dtypes) that
+    ``build(spec)`` has, so loading it cannot fail. None for a missing file or anything else
+    (a checkpoint may come from a downloaded artifact folder)."""
     import torch
+
+    from nas.builder import build
 
     if not path.is_file():
         return None
@@ -684,6 +862,14 @@ def checkpoint_of(path: Path, spec: ArchSpec) -> dict[str, Any] | None:
         return None
     if not isinstance(ckpt, dict) or ckpt.get("spec") != spec.to_json() or \
             not isinstance(ckpt.get("state_dict"), dict):
+        return None
+    with torch.device("meta"):  # shapes only: nothing allocated
+        want = {k: (tuple(v.shape), v.is_floating_point())
+                for k, v in build(spec).state_dict().items()}
+    have = ckpt["state_dict"]
+    if set(have) != set(want) or not all(
+            isinstance(v, torch.Tensor) and (tuple(v.shape), v.is_floating_point()) == want[k]
+            for k, v in have.items()):
         return None
     return ckpt
 

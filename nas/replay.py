@@ -9,6 +9,7 @@ test set), reported per seed and as mean ± sample standard deviation.
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import time
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ import optuna
 import torch
 
 from nas import record
-from nas.artifacts import open_store
+from nas.artifacts import ArtifactError, open_store
 from nas.cli import (ARTIFACT_DIR_HELP, DATA_DIR_HELP, DEVICE_HELP, Parser, UserError,
                      describe, make_dir, nonneg_int, positive_int, run)
 from nas.data import DEFAULT_DATA_DIR, load_mnist
@@ -28,14 +29,14 @@ from nas.layers import plan
 from nas.onnx_export import metadata, write_onnx
 from nas.spec import ArchSpec
 from nas.storage import StorageError, check_writable, faults, load_study, open_storage
-from nas.train import (PRECISIONS, EpochReport, TrainConfig, TrainingDiverged, device_name,
-                       resolve_device, train)
+from nas.train import (PRECISIONS, EpochReport, TrainConfig, TrainingDiverged, check_data,
+                       device_name, resolve_device, train)
 from nas.zoo import CHALLENGE_ACCURACY, CHALLENGE_EPOCHS, REFERENCE
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
 
-REPLAY_FILES = ("model.onnx", "report.md", "report.json")  # besides each seed's weights
+REPLAY_FILES = record.REPLAY_FILE_NAMES  # besides each seed's weights
 
 
 @dataclass
@@ -104,12 +105,12 @@ def replay(study: optuna.Study, trial_number: int | None, seeds: int, epochs: in
     """Retrain a trial with its recorded spec and settings; saves weights and reports under
     ``out``. :func:`record_replay` records the result on the study."""
     t = record.select_trial(study, trial_number)
-    spec = record.spec_of(t)
+    spec = record.spec_of(t, study)
     p = plan(spec)
-    cfg = TrainConfig.from_dict(record.train_config_of(t))
+    cfg = TrainConfig.from_dict(record.train_config_of(t, study))
     cfg = replace(cfg, epochs=epochs or cfg.epochs, deterministic=deterministic,
                   precision=precision or cfg.precision)
-    out = out or Path("runs") / f"replay-{study.study_name}-trial{t.number}"
+    out = out or default_out(study.study_name, t.number)
     report = ReplayReport(study.study_name, t.number, spec.to_dict(), p.params,
                           p.receptive_field, record.max_params_of(study, p.params),
                           cfg.to_dict(), list(range(seeds)))
@@ -117,12 +118,28 @@ def replay(study: optuna.Study, trial_number: int | None, seeds: int, epochs: in
     return report
 
 
+def slug(name: str) -> str:
+    """``name`` as one safe file-name component: runs of anything but letters, digits, ``.``,
+    ``_`` and ``-`` become ``-``, no leading dot or dash, at most 80 characters. A study name
+    comes from the study file, which may come from anywhere: ``x/../../../../tmp/evil`` must
+    not become a path."""
+    text = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")[:80].strip(".-")
+    return text or "study"
+
+
+def default_out(study_name: str, trial: int | None = None) -> Path:
+    """The documented default ``--out``: ``runs/replay-<study>[-trial<N>]``, always one folder
+    directly under ``runs/`` (the name slugged by :func:`slug`)."""
+    return Path("runs") / (f"replay-{slug(study_name)}" +
+                           (f"-trial{trial}" if trial is not None else ""))
+
+
 def record_replay(study: optuna.Study, report: ReplayReport,
                   store: ArtifactStore | None = None) -> None:
     """The report on the study (for export) and in the trial's dashboard note (for people);
     with ``store``, the weights, ONNX and reports as the study's artifacts."""
     t = record.select_trial(study, report.trial)
-    note = record.trial_note(plan(record.spec_of(t)), t.number, "\n" + report.markdown())
+    note = record.trial_note(plan(record.spec_of(t, study)), t.number, "\n" + report.markdown())
     out = Path(report.weights[0]).parent
     files = [Path(w) for w in report.weights] + [out / name for name in REPLAY_FILES]
     record.write_replay(study, t, report.to_dict(), note, store, files)
@@ -133,6 +150,8 @@ def retrain(report: ReplayReport, spec: ArchSpec, cfg: TrainConfig, device: torc
     """Train ``spec`` on all training images once per seed of ``report``, testing after every
     epoch; fills ``report`` and writes weights, report.json and report.md under ``out``."""
     mnist = load_mnist(data_dir)
+    check_data(spec, mnist.train, "training")  # before anything is written
+    check_data(spec, mnist.test, "test")
     train_split, test_split = mnist.train.to(device), mnist.test.to(device)
     make_dir(out)
     report.train_images, report.test_images = len(train_split), len(test_split)
@@ -230,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help=DATA_DIR_HELP)
     p.add_argument("--out", type=Path, default=None,
                    help="folder for the weights, reports and model.onnx (default "
-                        "runs/replay-<study>-trial<N>)")
+                        "runs/replay-<study>-trial<N>, the study name made a safe file name)")
     p.add_argument("--precision", default=None, choices=PRECISIONS,
                    help="default: the trial's recorded setting (auto for --spec: by device)")
     p.add_argument("--deterministic", action="store_true",
@@ -250,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p = plan(spec)
         r = ReplayReport(name, -1, spec.to_dict(), p.params, p.receptive_field, a.max_params,
                          cfg.to_dict(), list(range(a.seeds)))
-        retrain(r, spec, cfg, device, a.data_dir, a.out or Path("runs") / f"replay-{name}",
+        retrain(r, spec, cfg, device, a.data_dir, a.out or default_out(name),
                 progress=not a.no_progress)
     else:
         check_writable(a.storage)  # the result is recorded on the study: say so before training
@@ -267,6 +286,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 record_replay(study, r, store)
         except StorageError as e:
             raise StorageError(f"the result above was not recorded on the study: {e}") from None
+        except ArtifactError as e:  # the artifact folder's fault, not the storage's
+            raise ArtifactError(f"the result above was not recorded on the study: {e}") \
+                from None
     return 0
 
 

@@ -16,6 +16,19 @@ from typing import Any, Literal, Union
 
 SPEC_VERSION = 1
 
+# Bounds on a spec's size. A spec may come from a downloaded study or file (untrusted input):
+# without them a spec of 10^6 blocks took minutes and gigabytes to plan and wrote a 197 MB
+# model.py. They lie far above the search space (4 blocks of 3 convs, 8-32 channels).
+MAX_SPEC_CHARS = 200_000  # JSON text, checked before parsing
+MAX_JSON_DEPTH = 8  # nesting of objects and lists (a spec needs 5), checked before parsing
+MAX_BLOCKS = 32
+MAX_CONVS = 16  # per block
+MAX_OPS = 8  # transition ops per block
+MAX_CHANNELS = 4096  # of any convolution
+MAX_IN_CHANNELS = 64
+MAX_INPUT_SIZE = 1024
+MAX_CLASSES = 10_000
+
 Order = Literal["conv-bn-relu", "conv-relu-bn"]
 HeadKind = Literal["gap_linear", "gap_conv", "flatten_linear"]
 ORDERS: tuple[str, ...] = ("conv-bn-relu", "conv-relu-bn")
@@ -120,15 +133,17 @@ class ArchSpec:
     def from_dict(cls, d: dict[str, Any]) -> ArchSpec:
         """Parse and validate; any malformed input raises :class:`SpecError`."""
         if not isinstance(d, dict):
-            raise SpecError("a spec must be a JSON object")
+            raise SpecError(f"a spec must be a JSON object, got {type(d).__name__}")
         d = dict(d)
         version = d.pop("version", SPEC_VERSION)
         if version != SPEC_VERSION:
-            raise SpecError(f"spec version {version!r} is not supported (expected {SPEC_VERSION})")
+            raise SpecError(f"spec version {short_repr(version)} is not supported (expected "
+                           f"{SPEC_VERSION})")
         try:
             spec = cls(
                 stem=_conv3x3(d.pop("stem")),
-                blocks=tuple(_block(b) for b in _list(d.pop("blocks"), "blocks")),
+                blocks=tuple(_block(b)
+                             for b in _list(d.pop("blocks"), "blocks", MAX_BLOCKS)),
                 head=Head(**_obj(d.pop("head", {}), "head")),
                 **d,
             )
@@ -141,10 +156,21 @@ class ArchSpec:
 
     @classmethod
     def from_json(cls, text: str) -> ArchSpec:
+        """Parse JSON text. Its size (:data:`MAX_SPEC_CHARS`) and nesting depth
+        (:data:`MAX_JSON_DEPTH`) are checked before the parser sees it, so hostile text is a
+        SpecError, never a RecursionError or minutes of parsing."""
+        if not isinstance(text, str):
+            raise SpecError(f"a spec must be JSON text, got {type(text).__name__}")
+        if len(text) > MAX_SPEC_CHARS:
+            raise SpecError(f"spec is {len(text):,} characters of JSON, more than the "
+                            f"{MAX_SPEC_CHARS:,} any spec needs")
+        depth = json_depth(text)
+        if depth > MAX_JSON_DEPTH:
+            raise SpecError(f"spec JSON is nested {depth} deep, more than {MAX_JSON_DEPTH}")
         try:
             d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise SpecError(f"spec is not valid JSON: {e}") from None
+        except (ValueError, RecursionError) as e:  # JSONDecodeError, or an int of 5,000 digits
+            raise SpecError(f"spec is not valid JSON: {str(e).splitlines()[0]}") from None
         return cls.from_dict(d)
 
     # -- identity and validity ----------------------------------------------------------------
@@ -181,31 +207,37 @@ class ArchSpec:
         checked here: :func:`nas.layers.plan` raises SpecError for a map shrunk below 1x1.
         """
         if self.order not in ORDERS:
-            raise SpecError(f"order must be one of {ORDERS}, got {self.order!r}")
+            raise SpecError(f"order must be one of {ORDERS}, got {short_repr(self.order)}")
         if not isinstance(self.head, Head) or self.head.kind not in HEAD_KINDS:
             raise SpecError(f"head kind must be one of {HEAD_KINDS}, got "
-                            f"{getattr(self.head, 'kind', self.head)!r}")
+                            f"{short_repr(getattr(self.head, 'kind', self.head))}")
         _check_bool(self.head.bias, "head bias")
-        for name in ("in_channels", "input_size", "num_classes"):
-            _positive_int(getattr(self, name), name)
+        for name, most in (("in_channels", MAX_IN_CHANNELS), ("input_size", MAX_INPUT_SIZE),
+                           ("num_classes", MAX_CLASSES)):
+            _positive_int(getattr(self, name), name, most)
         if not isinstance(self.blocks, tuple) or not self.blocks:
             raise SpecError("a spec needs at least one block")
+        _at_most(len(self.blocks), MAX_BLOCKS, "blocks")
         _check_conv3x3(self.stem, "stem")
         for bi, block in enumerate(self.blocks, 1):
             if not isinstance(block, Block) or not isinstance(block.convs, tuple) \
                     or not block.convs:
                 raise SpecError(f"block {bi} has no convolutions")
+            _at_most(len(block.convs), MAX_CONVS, f"block {bi} convs")
+            if not isinstance(block.transition, tuple):
+                raise SpecError(f"block {bi} transition must be a list of ops")
+            _at_most(len(block.transition), MAX_OPS, f"block {bi} transition ops")
             for ci, conv in enumerate(block.convs, 1):
                 _check_conv3x3(conv, f"block {bi} conv {ci}")
             for o in block.transition:
                 if isinstance(o, Conv1x1):
-                    _positive_int(o.out_channels, f"block {bi} 1x1 out_channels")
+                    _positive_int(o.out_channels, f"block {bi} 1x1 out_channels", MAX_CHANNELS)
                     for flag in ("bn", "relu", "bias"):
                         _check_bool(getattr(o, flag), f"block {bi} 1x1 {flag}")
                 elif isinstance(o, Dropout):
                     _check_p(o.p, f"block {bi} dropout")
                 elif not isinstance(o, (MaxPool, BatchNorm)):
-                    raise SpecError(f"block {bi} has an unknown transition op {o!r}")
+                    raise SpecError(f"block {bi} has an unknown transition op {short_repr(o)}")
         return self
 
 
@@ -216,10 +248,41 @@ def _obj(x: Any, what: str) -> dict[str, Any]:
     return x
 
 
-def _list(x: Any, what: str) -> list[Any]:
+def _list(x: Any, what: str, most: int) -> list[Any]:
+    """``x`` as a list of at most ``most`` items (checked before anything is built of them)."""
     if not isinstance(x, list | tuple):
         raise SpecError(f"{what} must be a JSON list, got {type(x).__name__}")
+    _at_most(len(x), most, what)
     return list(x)
+
+
+def _at_most(n: int, most: int, what: str) -> None:
+    if n > most:
+        raise SpecError(f"{what}: {n:,} is more than the {most:,} a spec may have")
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of objects and lists in JSON ``text`` (brackets inside strings do
+    not count), found without parsing it; malformed text gets some number, and the parser
+    then says what is wrong with it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
 
 
 def _conv3x3(x: Any) -> Conv3x3:
@@ -232,37 +295,48 @@ def _block(x: Any) -> Block:
     if unknown:
         raise SpecError(f"block has unknown fields {sorted(unknown)}")
     ops = []
-    for o in _list(x.get("transition", []), "transition"):
+    for o in _list(x.get("transition", []), "transition", MAX_OPS):
         o = dict(_obj(o, "transition op"))
         kind = o.get("op")
         if kind not in _OPS:
-            raise SpecError(f"unknown transition op {kind!r} (expected one of {sorted(_OPS)})")
+            raise SpecError(f"unknown transition op {short_repr(kind)} (expected one of "
+                            f"{sorted(_OPS)})")
         ops.append(_OPS[kind](**o))
-    return Block(convs=tuple(_conv3x3(c) for c in _list(x["convs"], "convs")),
+    return Block(convs=tuple(_conv3x3(c) for c in _list(x["convs"], "convs", MAX_CONVS)),
                  transition=tuple(ops))
 
 
-def _positive_int(v: Any, name: str) -> None:
-    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-        raise SpecError(f"{name} must be a positive integer, got {v!r}")
+def _positive_int(v: Any, name: str, most: int) -> None:
+    if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= most:
+        raise SpecError(f"{name} must be a positive integer, got {short_repr(v)} (at most "
+                        f"{most:,})")
+
+
+def short_repr(v: Any) -> str:
+    """``repr(v)``, cut to one short line (a hostile value may be megabytes; an integer of
+    thousands of digits has no repr at all in Python 3.11)."""
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10**30:
+        return f"an integer of {v.bit_length():,} bits"
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _check_p(p: Any, name: str) -> None:
     if not isinstance(p, int | float) or isinstance(p, bool) or not 0.0 <= p < 1.0:
-        raise SpecError(f"{name} must be a probability in [0, 1), got {p!r}")
+        raise SpecError(f"{name} must be a probability in [0, 1), got {short_repr(p)}")
 
 
 def _check_bool(v: Any, name: str) -> None:
     if not isinstance(v, bool):
-        raise SpecError(f"{name} must be true or false, got {v!r}")
+        raise SpecError(f"{name} must be true or false, got {short_repr(v)}")
 
 
 def _check_conv3x3(c: Any, name: str) -> None:
     if not isinstance(c, Conv3x3):
-        raise SpecError(f"{name} must be a 3x3 conv, got {c!r}")
-    _positive_int(c.out_channels, f"{name} out_channels")
+        raise SpecError(f"{name} must be a 3x3 conv, got {short_repr(c)}")
+    _positive_int(c.out_channels, f"{name} out_channels", MAX_CHANNELS)
     if type(c.padding) is not int or c.padding not in (0, 1):
-        raise SpecError(f"{name} padding must be 0 or 1, got {c.padding!r}")
+        raise SpecError(f"{name} padding must be 0 or 1, got {short_repr(c.padding)}")
     for flag in ("bn", "relu", "bias"):
         _check_bool(getattr(c, flag), f"{name} {flag}")
     _check_p(c.dropout, f"{name} dropout")

@@ -221,7 +221,9 @@ def storage_cause(exc: BaseException) -> str | None:
             return _cause(e)
         if isinstance(e, OSError) and e.errno is not None:
             return _cause(e)
-        e = e.__cause__ or e.__context__
+        # An error raised "from None" has said what it is (e.g. nas.artifacts.ArtifactError
+        # for the artifact folder's faults): the fault it replaced is not the storage's.
+        e = e.__cause__ or (None if e.__suppress_context__ else e.__context__)
     return None
 
 

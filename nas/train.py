@@ -25,8 +25,8 @@ from torch import nn
 
 from nas.augment import normalize, random_affine
 from nas.builder import build
-from nas.data import Split
-from nas.spec import ArchSpec
+from nas.data import DataError, Split
+from nas.spec import ArchSpec, short_repr
 
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # what TrainConfig.precision may ask for
@@ -39,6 +39,26 @@ class DeviceError(Exception):
 
 class TrainingDiverged(Exception):
     """The loss became NaN or infinite."""
+
+
+class ConfigError(ValueError):
+    """A TrainConfig field of the wrong type or out of range; the message names the field."""
+
+
+MAX_EPOCHS = 1000  # far beyond the challenge's 20 (--allow-long): a sane bound, not a policy
+MAX_BATCH = 1 << 20
+# The range of every numeric field, both ends inclusive unless marked open: (low, high, open
+# high end). A config read from a downloaded study is untrusted: epochs = -3 once replayed,
+# printed "PASS epochs <= 20" and recorded NaN.
+_INT_RANGES = {"epochs": (1, MAX_EPOCHS), "batch_size": (1, MAX_BATCH),
+               "eval_batch_size": (1, MAX_BATCH), "seed": (0, 2**63 - 1)}
+_FLOAT_RANGES = {"lr": (0.0, math.inf, True), "pct_start": (0.0, 1.0, False),
+                 "momentum": (0.0, 1.0, True), "weight_decay": (0.0, 1.0, False),
+                 "label_smoothing": (0.0, 1.0, True), "rotate_deg": (0.0, 180.0, False),
+                 "translate": (0.0, 1.0, False), "scale": (0.0, 1.0, True),
+                 "ema": (0.0, 1.0, True)}
+_BOOLS = ("nesterov", "augment", "channels_last", "fast_cpu_dropout", "compile",
+          "deterministic")
 
 
 @dataclass(frozen=True)
@@ -76,15 +96,48 @@ class TrainConfig:
     deterministic: bool = False
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> TrainConfig:
+        """Raise :class:`ConfigError` (one line naming the field) unless every field has its
+        type and range; return self. Types are strict: ``True`` is not an epoch count,
+        ``"abc"`` not a number, ``1`` not a boolean; ints are fine where floats are asked."""
+        for name, (low, high) in _INT_RANGES.items():
+            v = getattr(self, name)
+            if type(v) is not int or not low <= v <= high:
+                raise ConfigError(f"{name} must be an integer from {low:,} to {high:,}, "
+                                  f"got {short_repr(v)}")
+        for name, (lo, hi, open_high) in _FLOAT_RANGES.items():
+            v = getattr(self, name)
+            ok = type(v) in (int, float) and math.isfinite(v) and lo <= v and (
+                v < hi if open_high else v <= hi)
+            if name == "lr" and ok:
+                ok = v > 0  # any finite rate above 0: a huge one diverges, which is caught
+            if not ok:
+                where = "finite and above 0" if name == "lr" else \
+                    f"from {lo:g} to {hi:g}{' (excluded)' if open_high else ''}"
+                raise ConfigError(f"{name} must be a number {where}, got {short_repr(v)}")
+        for name in _BOOLS:
+            if type(getattr(self, name)) is not bool:
+                raise ConfigError(f"{name} must be true or false, got "
+                                  f"{short_repr(getattr(self, name))}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, "
-                             f"got {self.precision!r}")
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, "
+                              f"got {short_repr(self.precision)}")
+        if self.nesterov and self.momentum == 0:
+            raise ConfigError("nesterov needs a momentum above 0")
+        return self
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> TrainConfig:
+        """The config of ``d`` (unknown keys, such as 0.1's bf16 switches, are ignored;
+        missing ones take their defaults). Raises :class:`ConfigError` for a field of the
+        wrong type or range, or for ``d`` not a mapping."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"a training config must be a mapping, got {type(d).__name__}")
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         return cls(**known)  # type: ignore[arg-type]
 
@@ -137,6 +190,27 @@ def one_cycle(step: int, total: int, pct_start: float) -> float:
     if step < warm:
         return 0.04 + 0.96 * step / warm
     return max(0.0, (total - step) / max(1, total - warm))
+
+
+def check_data(spec: ArchSpec, split: Split, what: str) -> None:
+    """Raise :class:`~nas.data.DataError` unless ``split`` is what ``spec`` takes: at least one
+    image, each ``in_channels`` x ``input_size`` x ``input_size`` (N x H x W is one channel),
+    labels from 0 to ``num_classes - 1``. A network with a global-average-pool head runs on any
+    image size, so without this 32x32 images trained an in1x28 spec and were recorded as
+    complete; labels past the classes crashed inside the loss."""
+    x, y = split.x, split.y
+    shape = (1, *x.shape[1:]) if x.ndim == 3 else tuple(x.shape[1:])
+    want = (spec.in_channels, spec.input_size, spec.input_size)
+    if x.ndim not in (3, 4) or tuple(shape) != want:
+        got = "x".join(map(str, shape)) if x.ndim in (3, 4) else f"shape {tuple(x.shape)}"
+        raise DataError(f"the {what} images are {got} (channels x height x width), the spec "
+                        f"takes {'x'.join(map(str, want))}")
+    if len(y) == 0 or len(y) != len(x):
+        raise DataError(f"the {what} split has {len(x):,} images and {len(y):,} labels")
+    low, high = int(y.min()), int(y.max())  # one sync per run, before any training
+    if low < 0 or high >= spec.num_classes:
+        raise DataError(f"the {what} labels run from {low} to {high}, the spec has "
+                        f"{spec.num_classes} classes (0 to {spec.num_classes - 1})")
 
 
 def _as_images(split: Split, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -330,9 +404,12 @@ def train(spec: ArchSpec, train_split: Split, eval_split: Split, cfg: TrainConfi
           callback: Callable[[EpochReport], None] | None = None) -> TrainResult:
     """Train ``build(spec)`` on ``train_split``, evaluating on ``eval_split`` after every epoch.
 
-    Raises :class:`TrainingDiverged` when the loss is not finite at an epoch's end, and whatever
-    ``callback`` raises.
+    Raises :class:`~nas.data.DataError` before training when the data do not fit the spec
+    (:func:`check_data`), :class:`TrainingDiverged` when the loss is not finite at an epoch's
+    end, and whatever ``callback`` raises.
     """
+    check_data(spec, train_split, "training")
+    check_data(spec, eval_split, "evaluation")
     t_start = time.perf_counter()
     device = torch.device(device)
     seed_everything(cfg.seed, cfg.deterministic)

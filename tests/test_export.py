@@ -168,18 +168,33 @@ def test_a_moved_study_directory_still_exports_and_replays(replayed, tmp_path, t
     assert "not in" in err.err and "nas.db.artifacts" in err.err
 
 
-def test_replays_recorded_by_path_still_read(tmp_path):
-    """nas 0.1 recorded the weights' absolute path; such a file, if still there, is read."""
+def test_replays_recorded_by_path_still_read_but_only_inside_the_studys_folders(tmp_path):
+    """nas 0.1 recorded the weights' absolute path; such a file, if still there and inside the
+    study's folders (symlinks resolved), is read; anywhere else it is refused unopened."""
     from nas.zoo import REFERENCE
 
     spec = REFERENCE["bn_dropout_16k"]()
     study = optuna.create_study(direction="maximize")
     t = study.ask()
     study.tell(t, 0.5)
-    path = tmp_path / "seed0.pt"
+    (tmp_path / "study").mkdir()
+    path = tmp_path / "study" / "seed0.pt"
     record.save_checkpoint(path, spec, build(spec).state_dict(), {}, {})
-    report = {k: 0 for k in record.REPLAY_KEYS} | {"weights": [str(path)]}
+    report = {"seeds": [0], "test_acc_final": [0.5], "mean": 0.5, "std": 0.0,
+              "challenge_holds": False, "weights": [str(path)], "device": "cpu",
+              "date": "2026-11-25", "train_config": {}, "precision": "fp32"}
     record.write_replay(study, study.trials[0], report, "note")
-    assert record.replay_checkpoint(study, 0, spec, None) is not None
+    inside = [tmp_path / "study"]
+    assert record.replay_checkpoint(study, 0, spec, None, trusted=inside).checkpoint is not None
+    refused = record.replay_checkpoint(study, 0, spec, None, trusted=[tmp_path / "other"])
+    assert refused.checkpoint is None and refused.why_not.startswith("were refused")
+    # A link inside the study's folder to a checkpoint outside it is refused too.
+    (tmp_path / "other").mkdir()
+    outside = tmp_path / "other" / "seed0.pt"
+    path.rename(outside)
+    path.symlink_to(outside)
+    linked = record.replay_checkpoint(study, 0, spec, None, trusted=inside)
+    assert linked.checkpoint is None and "outside" in linked.why_not
     path.unlink()
-    assert record.replay_checkpoint(study, 0, spec, None) is None
+    missing = record.replay_checkpoint(study, 0, spec, None, trusted=inside)
+    assert missing.checkpoint is None and missing.why_not.startswith("are not at")

@@ -131,3 +131,51 @@ def test_spec_module_imports_nothing_of_nas():
     imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
     imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     assert not [m for m in imported if m and m.split(".")[0] == "nas"]
+
+
+# -- bounds: a spec may come from a downloaded study ------------------------------------------
+def _spec_dict(blocks: int = 1, convs: int = 1, channels: int = 8) -> dict:
+    conv = {"out_channels": channels}
+    return {"stem": {"out_channels": 8}, "blocks": [{"convs": [conv] * convs}] * blocks}
+
+
+def test_json_depth_counts_brackets_outside_strings_only():
+    assert nas.spec.json_depth('{"a": [1, {"b": "[[[[\\"]]]]"}]}') == 3
+    assert nas.spec.json_depth(REFERENCE["pool_bn_19k"]().to_json()) <= nas.spec.MAX_JSON_DEPTH
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[" * 100_000 + "]" * 100_000, "nested 100000 deep, more than 8"),
+    (" " * (nas.spec.MAX_SPEC_CHARS + 1), "characters of JSON, more than"),
+    ('{"version": 1' + "0" * 5000 + "}", "not valid JSON"),  # Python's int-digits limit
+    ('{"stem": {"out_channels": 1' + "0" * 40 + '}, "blocks": [{"convs": [{"out_channels": 8}]}]}',
+     "stem out_channels must be a positive integer, got an integer of 133 bits"),
+    (123, "must be JSON text, got int"),
+])
+def test_hostile_json_is_a_spec_error_not_a_crash(text, message):
+    with pytest.raises(SpecError, match=message):
+        ArchSpec.from_json(text)
+
+
+@pytest.mark.parametrize("d, message", [
+    (_spec_dict(blocks=33), "blocks: 33 is more than the 32"),
+    (_spec_dict(blocks=10**6), "blocks: 1,000,000 is more than"),  # checked before building
+    (_spec_dict(convs=17), "convs: 17 is more than the 16"),
+    (_spec_dict(channels=4097), "out_channels must be a positive integer, got 4097 .at most 4,096"),
+    ({**_spec_dict(), "blocks": [{"convs": [{"out_channels": 8}],
+                                  "transition": [{"op": "bn"}] * 9}]}, "transition: 9 is more"),
+    ({**_spec_dict(), "input_size": 1025}, "input_size"),
+    ({**_spec_dict(), "num_classes": 10_001}, "num_classes"),
+    ({**_spec_dict(), "in_channels": 65}, "in_channels"),
+])
+def test_spec_sizes_are_bounded(d, message):
+    with pytest.raises(SpecError, match=message):
+        ArchSpec.from_dict(d)
+
+
+def test_a_spec_with_too_many_parameters_has_no_plan():
+    from nas.layers import MAX_PARAMS
+
+    spec = ArchSpec.from_dict(_spec_dict(blocks=4, convs=2, channels=4096))
+    with pytest.raises(SpecError, match=f"parameters, more than the {MAX_PARAMS:,}"):
+        plan(spec)

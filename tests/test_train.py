@@ -10,9 +10,10 @@ from torch import nn
 from nas import train as train_module
 from nas.data import load_mnist
 from nas.spec import ArchSpec, Block, Conv3x3, Head, MaxPool
-from nas.train import (DeviceError, EpochReport, TrainConfig, TrainingDiverged, _CpuDropout,
-                       _training_view, one_cycle, precision_for, resolve_device,
-                       resolve_precision, train)
+from nas.data import DataError, Split
+from nas.train import (ConfigError, DeviceError, EpochReport, TrainConfig, TrainingDiverged,
+                       _CpuDropout, _training_view, check_data, one_cycle, precision_for,
+                       resolve_device, resolve_precision, train)
 from nas.zoo import bn_dropout_16k
 
 FAST = TrainConfig(epochs=2, batch_size=64, lr=0.1, eval_batch_size=256)
@@ -90,6 +91,61 @@ def test_old_configs_with_bf16_switches_still_load():
     assert TrainConfig.from_dict(old) == FAST and FAST.precision == "auto"
     with pytest.raises(ValueError, match="precision must be one of"):
         TrainConfig(precision="fp8")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("epochs", -3, "epochs must be an integer from 1 to 1,000, got -3"),
+    ("epochs", 1001, "epochs must be an integer"),
+    ("epochs", True, "epochs must be an integer"),
+    ("epochs", 2.0, "epochs must be an integer"),
+    ("batch_size", 0, "batch_size"),
+    ("eval_batch_size", "abc", "eval_batch_size"),
+    ("seed", -1, "seed"),
+    ("lr", 0, "lr must be a number finite and above 0"),
+    ("lr", float("inf"), "lr"),
+    ("pct_start", 1.5, "pct_start must be a number from 0 to 1"),
+    ("momentum", 1.0, "momentum"),
+    ("label_smoothing", float("nan"), "label_smoothing"),
+    ("weight_decay", -1e-4, "weight_decay"),
+    ("rotate_deg", "8", "rotate_deg"),
+    ("ema", 1.0, "ema must be a number from 0 to 1 (excluded), got 1.0"),
+    ("augment", 1, "augment must be true or false, got 1"),
+    ("deterministic", "false", "deterministic must be true or false"),
+    ("precision", "evil", "precision must be one of auto, bf16, fp16, fp32, got 'evil'"),
+    ("epochs", "10**5000", "an integer of 16,610 bits"),  # no repr in 3.11: still one line
+])
+def test_every_config_field_is_checked_with_a_line_naming_it(field, value, message):
+    value = 10**5000 if value == "10**5000" else value  # (pytest's test id could not show it)
+    with pytest.raises(ConfigError, match=message):
+        replace(FAST, **{field: value})
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_dict({**FAST.to_dict(), field: value})
+
+
+def test_config_combinations_and_non_mappings_are_refused():
+    with pytest.raises(ConfigError, match="needs a momentum"):
+        replace(FAST, momentum=0.0)  # torch's SGD refuses nesterov without momentum
+    assert replace(FAST, momentum=0.0, nesterov=False).momentum == 0.0
+    with pytest.raises(ConfigError, match="must be a mapping, got list"):
+        TrainConfig.from_dict([1])  # type: ignore[arg-type]
+
+
+def test_data_that_do_not_fit_the_spec_are_refused_before_training():
+    spec = bn_dropout_16k()  # in1x28, 10 classes
+    x = torch.zeros(4, 28, 28, dtype=torch.uint8)
+    check_data(spec, Split(x, torch.tensor([0, 3, 9, 1])), "training")  # fits
+    cases = [(Split(torch.zeros(4, 32, 32, dtype=torch.uint8), torch.zeros(4).long()),
+              "images are 1x32x32 .channels x height x width., the spec takes 1x28x28"),
+             (Split(torch.zeros(4, 3, 28, 28, dtype=torch.uint8), torch.zeros(4).long()),
+              "images are 3x28x28"),
+             (Split(x, torch.tensor([0, 3, 10, 1])), "labels run from 0 to 10, the spec has 10"),
+             (Split(x, torch.tensor([0, -1, 2, 1])), "labels run from -1"),
+             (Split(x[:0], torch.zeros(0).long()), "0 images")]
+    for split, message in cases:
+        with pytest.raises(DataError, match=message):
+            check_data(spec, split, "training")
+        with pytest.raises(DataError, match=message):  # train() checks before anything runs
+            train(spec, split, split, FAST, "cpu")
 
 
 # -- precision policy --------------------------------------------------------------------------
@@ -231,3 +287,11 @@ def test_with_ema_the_averaged_network_is_evaluated_and_returned(splits):
     avg_w = [p for p in averaged.model.parameters()]
     assert any(not torch.equal(a, b) for a, b in zip(live_w, avg_w))
     assert averaged.final_accuracy > 0.8
+
+
+def test_every_field_of_the_config_is_validated():
+    """A new TrainConfig field must join one of validate()'s tables (a study from anywhere
+    is untrusted input): this fails when one is added without."""
+    checked = set(train_module._INT_RANGES) | set(train_module._FLOAT_RANGES) | \
+        set(train_module._BOOLS) | {"precision"}
+    assert set(TrainConfig.__dataclass_fields__) == checked
