@@ -108,7 +108,7 @@ def test_old_configs_with_bf16_switches_still_load():
     ("label_smoothing", float("nan"), "label_smoothing"),
     ("weight_decay", -1e-4, "weight_decay"),
     ("rotate_deg", "8", "rotate_deg"),
-    ("ema", 1.0, "ema must be a number from 0 to 1 (excluded), got 1.0"),
+    ("ema", 1.0, "ema must be a number from 0 to 1 .excluded., got 1.0"),
     ("augment", 1, "augment must be true or false, got 1"),
     ("deterministic", "false", "deterministic must be true or false"),
     ("precision", "evil", "precision must be one of auto, bf16, fp16, fp32, got 'evil'"),
