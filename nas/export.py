@@ -11,6 +11,9 @@ exports anywhere.
 
 from __future__ import annotations
 
+import argparse
+import json
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +26,7 @@ from nas import record
 from nas.artifacts import artifact_dir, open_store, study_folders
 from nas.cli import (ARTIFACT_DIR_HELP, Parser, UserError, describe, make_dir, nonneg_int,
                      run)
-from nas.codegen import model_source
+from nas.codegen import model_source, recipe_of
 from nas.layers import plan
 from nas.onnx_export import INPUT_CONTRACT, INPUT_NAME, metadata, write_onnx
 from nas.spec import ArchSpec
@@ -45,15 +48,18 @@ def export(study: optuna.Study, trial_number: int | None, out: Path,
     t = record.select_trial(study, trial_number)
     spec = record.spec_of(t, study)
     replay = record.replay_of(study, t.number)
-    summary = _summary(study, t, spec, replay)
+    # The settings that trained the exported weights: the replay's, else the trial's own.
+    recipe = recipe_of(replay["train_config"] if replay else record.train_config_of(t, study))
+    summary = _summary(study, t, spec, replay, recipe)
     weights = record.replay_checkpoint(study, t.number, spec, store, folder, trusted) \
         if replay else record.ReplayWeights(None)
     make_dir(out)
-    written = [out / "arch.json", out / "model.py", out / "summary.md"]
+    written = [out / "arch.json", out / "model.py", out / "summary.md", out / "recipe.json"]
     try:
         written[0].write_text(spec.to_json(indent=2) + "\n")
-        written[1].write_text(model_source(spec))
+        written[1].write_text(model_source(spec, recipe))
         written[2].write_text(summary)
+        written[3].write_text(json.dumps(_recipe_file(recipe, replay), indent=2) + "\n")
         ckpt = weights.checkpoint
         if ckpt is not None:
             torch.save(ckpt, out / "weights.pt")
@@ -74,15 +80,37 @@ def _test_accuracy(replay: dict | None) -> str | None:
             f"{len(replay['seeds'])} seed(s) {replay['mean']:.4f} ± {replay['std']:.4f}")
 
 
+def _recipe_file(recipe: dict[str, object], replay: dict | None) -> dict[str, object]:
+    """recipe.json: every setting that trained the network, and how to train it again."""
+    return {"train_config": recipe,
+            "data": "all training images of the data set (MNIST: 60,000), as nas.replay "
+                    "trains; selection used a 50,000/10,000 split of them, never the test set",
+            "source": "the replay that made weights.pt" if replay else
+                      "the trial's own training (no replay yet)",
+            "snippet": ["import model", "net = model.fit(train_pixels, train_labels)  "
+                        "# uint8 (N, 1, 28, 28) and int64 (N,)",
+                        "net.eval()",
+                        "predictions = net(model.preprocess(test_pixels)).argmax(1)"]}
+
+
 def _summary(study: optuna.Study, t: optuna.trial.FrozenTrial, spec: ArchSpec,
-             replay: dict | None) -> str:
+             replay: dict | None, recipe: dict[str, object]) -> str:
     val = record.curve_of(t, study)
     p = plan(spec)
     lines = [f"# {study.study_name}, trial {t.number}", "",
              f"- parameters: {p.params:,} (budget {record.max_params_of(study, p.params):,})",
-             f"- receptive field: {p.receptive_field}",
-             f"- validation accuracy (final epoch of {len(val)}): {t.value:.2%}",
+             f"- receptive field (before the head): {p.receptive_field}",
              f"- spec key: `{spec.key()}`"]
+    final = next((f for f in record.finalists(study)
+                  if any(r.number == t.number for r in f.runs)), None)
+    if final is not None:
+        lines.append(f"- finalist of search-stage trial {record.finalist_of(t)}: validation "
+                     f"accuracy {final.mean:.2%} ± {final.se:.2%} (mean ± SE over "
+                     f"{len(final.runs)} seed(s), final epoch of {len(val)}; this trial is "
+                     f"seed {record.finalist_seed(t)})")
+    else:
+        lines.append(f"- validation accuracy (final epoch of {len(val)}, one seed): "
+                     f"{t.value:.2%}")
     if replay:
         lines.append(f"- replay, final-epoch test accuracy over {len(replay['seeds'])} seed(s): "
                      f"{replay['mean']:.2%} ± {replay['std']:.2%} on {replay['device']} "
@@ -93,7 +121,12 @@ def _summary(study: optuna.Study, t: optuna.trial.FrozenTrial, spec: ArchSpec,
               f"- `model.onnx` (one self-contained file) takes `{INPUT_NAME}`: "
               f"{INPUT_CONTRACT}.",
               "- `model.py` builds the bare network, which takes normalised floats: pass "
-              "images through its `preprocess` first."]
+              "images through its `preprocess` first.",
+              "", "## Training recipe", "",
+              "What trained these weights (also in `recipe.json`; `model.fit(pixels, labels)` "
+              "trains a fresh network this way, in plain PyTorch):", "",
+              "| setting | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in recipe.items()]
     return "\n".join(lines) + "\n\n## Layers\n\n" + p.table() + "\n"
 
 
@@ -116,11 +149,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                             study_folders(a.storage, a.artifact_dir))
     for path in files:
         print(path)
+    number = record.select_trial(study, a.trial).number
     if why_not:
-        number = record.select_trial(study, a.trial).number
         print(f"note: the weights of trial {number}'s replay {why_not}: architecture files "
               f"only", file=sys.stderr)
+    elif record.replay_of(study, number) is None:
+        print(f"note: no weights yet (weights.pt and model.onnx come from a replay): run "
+              f"python -m nas.replay {replay_args(a, number)}, then this export again",
+              file=sys.stderr)
     return 0
+
+
+def replay_args(a: argparse.Namespace, number: int) -> str:
+    """The replay command's arguments for this export's study and trial, shell-quoted (the
+    storage's password, if any, redacted)."""
+    args = ["--storage", redact(a.storage)]
+    if a.study_name is not None:
+        args += ["--study-name", a.study_name]
+    args += ["--trial", str(number), "--seeds", "5"]
+    if a.artifact_dir is not None:
+        args += ["--artifact-dir", a.artifact_dir]
+    return " ".join(shlex.quote(x) for x in args)
 
 
 def cli() -> None:

@@ -61,6 +61,7 @@ STAGE = "stage"  # SEARCH (the cheap stage) or FINALIST (full schedule, one seed
 FINALIST_OF = "finalist_of"  # a finalist's search-stage trial (whose architecture it retrains)
 FINALIST_SEED = "finalist_seed"
 SEARCH, FINALIST = "search", "finalist"
+LABEL = "label"  # a few words for optuna-dashboard's trial list: "search", "rejected", ...
 
 # How a trial ended. Only the trained outcomes count toward --trials: a rejected candidate was
 # never built, a duplicate reused an earlier trial's result, an interrupted one is redone.
@@ -151,6 +152,10 @@ STUDY_NOTE = """## How to read this study (nas)
 - **Pruned** with `outcome=pruned`: trained, then stopped early by the pruner (its note
   holds the layer table, its curve the epochs it ran). `outcome=duplicate`: an architecture
   the study had already trained, not trained again.
+- **Labels**: the user attribute `label` says what a trial is: `search` (a candidate on the
+  search stage's proxy schedule), `finalist of #N, seed k` (trial N's candidate retrained on
+  the full schedule), `rejected`, `duplicate`, `interrupted`. Search-stage and finalist values
+  are on different schedules: compare finalists with finalists (table below, once there).
 - **Artifacts**: every trained trial carries `arch.json` and `layers.md`; a replay's weights,
   `model.onnx` and report are study artifacts named `trial<N>-...`, linked from the trial's
   note. Open them with `optuna-dashboard --artifact-dir <database>.artifacts <storage>`.
@@ -205,23 +210,40 @@ def write_candidate(trial: Trial, spec: ArchSpec, plan: Plan) -> None:
 def write_outcome(trial: Trial, outcome: str, reason: str = "") -> None:
     assert outcome in OUTCOMES, outcome
     trial.set_user_attr(OUTCOME, outcome)
+    if outcome in (DUPLICATE, INTERRUPTED, FAILED, PRUNED):  # what the trial list shows
+        label = label_of(trial)
+        trial.set_user_attr(LABEL, outcome if label == SEARCH else f"{label} ({outcome})")
     if reason:
         trial.set_user_attr(REASON, reason)
 
 
 def write_rejected_note(trial: Trial, reason: str) -> None:
-    """The dashboard note of a rejected candidate, so that it does not read like a pruned one
-    (both are PRUNED for Optuna)."""
+    """The dashboard note and label of a rejected candidate, so that it does not read like a
+    pruned one (both are PRUNED for Optuna)."""
+    trial.set_user_attr(LABEL, "rejected")
     save_note(trial, f"## Trial {trial.number}: rejected, not trained\n\n"
                      f"rejected: {reason}, not trained\n")
 
 
+def label_of(trial: FrozenTrial | Trial) -> str:
+    """What a trial is, in a few words: ``search`` or ``finalist of #73, seed 1``."""
+    if stage_of(trial) == FINALIST:
+        return (f"finalist of #{trial.user_attrs.get(FINALIST_OF)}, seed "
+                f"{trial.user_attrs.get(FINALIST_SEED)}")
+    return SEARCH
+
+
 def write_training_start(trial: Trial, device: str, train_config: dict[str, Any],
                          plan: Plan, train_images: int) -> None:
+    """What a trial trains with, its label, and its dashboard note (its layer table under a
+    heading that says which trial, and for a finalist whose)."""
     trial.set_user_attr(DEVICE, device)
     trial.set_user_attr(TRAIN_CONFIG, train_config)
     trial.set_user_attr(TRAIN_IMAGES, train_images)
-    save_note(trial, trial_note(plan, trial.number))
+    label = label_of(trial)
+    trial.set_user_attr(LABEL, label)
+    heading = f"Trial {trial.number}" + (f": {label}" if label != SEARCH else "")
+    save_note(trial, trial_note(plan, trial.number, heading=heading))
 
 
 def write_precision(trial: Trial, precision: str) -> None:
@@ -883,10 +905,17 @@ def load_weights(path: Path) -> dict[str, Any]:
 
 
 # -- the dashboard note ------------------------------------------------------------------------
-def trial_note(plan: Plan, number: int, extra: str = "") -> str:
+def trial_note(plan: Plan, number: int, extra: str = "", heading: str | None = None) -> str:
     """The optuna-dashboard note: the architecture, as people in this field publish it."""
-    return (f"## Trial {number}: {plan.params:,} parameters, receptive field "
-            f"{plan.receptive_field}\n\n`{plan.spec.key()}`\n\n{plan.table()}\n{extra}")
+    return (f"## {heading or f'Trial {number}'}: {plan.params:,} parameters, receptive "
+            f"field {plan.receptive_field}\n\n`{plan.spec.key()}`\n\n{plan.table()}\n{extra}")
+
+
+def write_finalist_note(study: optuna.Study, table: str) -> None:
+    """The study's dashboard note with the finalist table (mean ± SE over seeds, the pick and
+    whether it is a tie) under the guide to its trial states. optuna-dashboard's "Best Trial"
+    is the single best run, which can be a lucky seed: the pick is the best *mean*, here."""
+    save_note(study, STUDY_NOTE + "\n## Finalists: the pick\n\n" + table + "\n")
 
 
 def save_note(trial: Trial | optuna.Study, body: str) -> None:

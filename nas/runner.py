@@ -35,8 +35,8 @@ from nas.objectives import Objective
 from nas.processes import Interrupted, WorkerDied, die_with_parent, handle_signals
 from nas.search_space import smallest
 from nas.storage import check_url, check_writable, faults, open_storage
-from nas.study import (SearchConfig, enqueue_start, make_pruner, make_sampler,
-                       prepare_study)
+from nas.study import (SearchConfig, enqueue_start, finalist_markdown, make_pruner,
+                       make_sampler, prepare_study)
 from nas.train import EpochReport, TrainingDiverged, resolve_device
 
 MAX_REJECTS_IN_A_ROW = 2000  # a budget that the sampler can hardly meet: stop, don't spin
@@ -238,6 +238,8 @@ def search(cfg: SearchConfig, progress: bool = True) -> optuna.Study:
             pending = record.enqueue_finalists(study, cfg.finalists, cfg.finalist_seeds)
         if pending:
             _run_stage(cfg, record.FINALIST, pending, progress, None)
+        with faults(cfg.storage):  # the pick, where optuna-dashboard shows the study
+            record.write_finalist_note(study, finalist_markdown(study, cfg.train.epochs))
     return study
 
 

@@ -239,6 +239,24 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return sorted(out)
 
 
+def finalist_markdown(study: optuna.Study, epochs: int) -> str:
+    """The finalist table as Markdown, for the study's dashboard note."""
+    final = record.finalists(study)
+    if not final:
+        return "No finalist has finished yet."
+    rows = [f"Validation accuracy after the full {epochs}-epoch schedule; the first row is the "
+            f"pick.", "", "| trial | finalist of | mean | ± SE | std | seeds | params | "
+            "candidate |", "|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for f in final:
+        t = f.runs[0]
+        rows.append(f"| {t.number} | #{record.finalist_of(t)} | {f.mean:.2%} | {f.se:.2%} | "
+                    f"{f.std:.2%} | {len(f.runs)} | {record.params_of_trial(t):,} | "
+                    f"`{f.key}` |")
+    if len(final) > 1:
+        rows += ["", pick_line(final[0], final[1])]
+    return "\n".join(rows)
+
+
 def pick_line(best: record.Finalist, runner_up: record.Finalist) -> str:
     """Whether the pick is ahead of the runner-up by more than its standard error, in words."""
     c = record.compare(best, runner_up)

@@ -76,6 +76,7 @@ def test_trained_trials_carry_their_architecture_and_rejected_ones_say_so(replay
     for t in rejected:
         assert t.state == optuna.trial.TrialState.PRUNED  # the sampler's view is unchanged
         assert f"rejected: {record.reason_of(t)}, not trained" in notes[t.number]
+        assert t.user_attrs[record.LABEL] == "rejected"  # the trial list tells it from pruned
     assert all("rejected" not in notes[t.number] for t in trained)
     assert study.metric_names == ["val_acc"]
 

@@ -51,6 +51,22 @@ def test_search_stage_then_finalists_on_several_seeds(tmp_path, tiny_mnist_dir):
     means = {f.key: sum(f.accs) / 2 for f in groups}
     assert groups[0].mean == max(means.values()) and len(groups[0].runs) == 2
     assert record.select_trial(study, None).number == groups[0].runs[0].number
+    # What optuna-dashboard shows: labels in the trial list, finalist headings, the pick.
+    from optuna_dashboard import get_note
+
+    for t in final:
+        label = (f"finalist of #{t.user_attrs[record.FINALIST_OF]}, seed "
+                 f"{t.user_attrs[record.FINALIST_SEED]}")
+        assert t.user_attrs[record.LABEL] == label
+        assert get_note(optuna.trial.Trial(study, t._trial_id)).startswith(
+            f"## Trial {t.number}: {label}: ")
+    assert all(t.user_attrs[record.LABEL] == "search" for t in searched)
+    note = get_note(study)
+    assert "## Finalists: the pick" in note
+    best = groups[0]
+    assert (f"| {best.runs[0].number} | #{best.runs[0].user_attrs[record.FINALIST_OF]} | "
+            f"{best.mean:.2%} | {best.se:.2%} |") in note
+    assert "pick: " in note  # ahead of the runner-up, or a tie: said either way
     # Asking again does nothing more.
     n = len(trials)
     search(cfg, progress=False)
