@@ -54,6 +54,7 @@ PROCESS = "process"  # nas.processes.this_process() of the process that ran the 
 STAGE = "stage"  # SEARCH (the cheap stage) or FINALIST (full schedule, one seed)
 FINALIST_OF = "finalist_of"  # a finalist's search-stage trial (whose architecture it retrains)
 FINALIST_SEED = "finalist_seed"
+RECORDED_FOR = "recorded_for"  # a trial that holds the result of trial N, failed meanwhile
 SEARCH, FINALIST = "search", "finalist"
 
 # How a trial ended. Only the trained outcomes count toward --trials: a rejected candidate was
@@ -190,6 +191,43 @@ def write_curve(trial: Trial, val_acc: list[float]) -> None:
 def write_timings(trial: Trial, epoch_seconds: list[float], seconds: float) -> None:
     trial.set_user_attr(EPOCH_SECONDS, [round(s, 3) for s in epoch_seconds])
     trial.set_user_attr(TRAIN_SECONDS, round(seconds, 3))
+
+
+# -- a trial failed while its process was paused -----------------------------------------------
+def record_for_lost_trial(trial: Trial, value: float, val_acc: list[float],
+                          epoch_seconds: list[float], seconds: float) -> int:
+    """Record the finished training of ``trial`` on a new COMPLETE trial and return its number.
+
+    For ``trial`` that another process marked FAIL meanwhile (Optuna's heartbeat, after this
+    process was silent past the grace period, e.g. stopped with SIGSTOP): a finished trial
+    takes no value or attribute any more, so the result goes on a trial added with
+    ``study.add_trial``, with the same parameters, distributions, constraints (system
+    attributes) and attributes, plus :data:`RECORDED_FOR` naming the failed one. The failed
+    trial keeps no outcome, so it is not counted as trained; the new one is, once."""
+    study = trial.study
+    old = study._storage.get_trial(trial._trial_id)
+    attrs = {**old.user_attrs, VAL_ACC: list(val_acc), OUTCOME: COMPLETE,
+             EPOCH_SECONDS: [round(s, 3) for s in epoch_seconds],
+             TRAIN_SECONDS: round(seconds, 3), RECORDED_FOR: old.number,
+             REASON: f"trained as trial {old.number}, which another process marked failed "
+                     f"while this one was paused (Optuna's heartbeat)"}
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.COMPLETE, value=value, params=old.params,
+        distributions=old.distributions, user_attrs=attrs, system_attrs=old.system_attrs,
+        intermediate_values={i + 1: a for i, a in enumerate(val_acc)}))
+    added = [t.number for t in study.get_trials(deepcopy=False)
+             if t.user_attrs.get(RECORDED_FOR) == old.number]
+    return added[-1]
+
+
+def requeue_lost_trial(trial: Trial) -> None:
+    """Queue ``trial``'s candidate again (same parameters; a finalist with its stage, source
+    and seed) after another process marked it FAIL before its training finished: it was not
+    trained, and the next trial of any worker takes it up."""
+    old = trial.study._storage.get_trial(trial._trial_id)
+    keep = {k: old.user_attrs[k] for k in (STAGE, FINALIST_OF, FINALIST_SEED, SPEC, ARCH_KEY)
+            if k in old.user_attrs and stage_of(old) == FINALIST}
+    trial.study.enqueue_trial(old.params, user_attrs=keep or None)
 
 
 # -- reading trials ----------------------------------------------------------------------------

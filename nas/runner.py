@@ -84,7 +84,8 @@ def run_worker(cfg: SearchConfig, stage: str, tickets: Tickets, progress: bool,
     search_tr = tr.subset(cfg.proxy_subset, cfg.split_seed) \
         if cfg.proxy_subset and cfg.proxy_subset < len(tr) else tr
     with faults(cfg.storage):
-        study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(cfg.storage),
+        storage = open_storage(cfg.storage, heartbeat=cfg.heartbeat)
+        study = optuna.load_study(study_name=cfg.study_name, storage=storage,
                                   sampler=make_sampler(cfg.sampler, cfg.seed),
                                   pruner=make_pruner(cfg.pruner, search_cfg.epochs))
         if stage == record.SEARCH:
@@ -101,11 +102,17 @@ def run_worker(cfg: SearchConfig, stage: str, tickets: Tickets, progress: bool,
             while (deadline is None or time.time() < deadline) and tickets.take():
                 if stage == record.FINALIST:
                     bars.start_trial()
-                    study.optimize(objective, n_trials=1, catch=catch)
+                    while _optimize(study, objective, bars, n_trials=1, catch=catch) is False:
+                        pass  # its run was queued again: this ticket takes it
                 else:
                     until = _UntilTrained(bars)
-                    study.optimize(objective, n_trials=MAX_REJECTS_IN_A_ROW, callbacks=[until],
-                                   catch=catch, timeout=deadline and deadline - time.time())
+                    while True:
+                        lost = _optimize(study, objective, bars, n_trials=MAX_REJECTS_IN_A_ROW,
+                                         callbacks=[until], catch=catch,
+                                         timeout=deadline and max(0.0, deadline - time.time()))
+                        if lost is None or lost:
+                            until.trained = until.trained or bool(lost)
+                            break
                     if not until.trained:
                         if deadline is not None and time.time() >= deadline:
                             break  # --timeout: the search stage ends here
@@ -116,6 +123,27 @@ def run_worker(cfg: SearchConfig, stage: str, tickets: Tickets, progress: bool,
                 bars.trial_done()
         finally:
             bars.close()
+
+
+def _optimize(study: optuna.Study, objective: Objective, bars: _Bars,
+              **kwargs: Any) -> bool | None:
+    """``study.optimize(objective, **kwargs)``, surviving a trial that another process failed
+    meanwhile (:class:`nas.objectives.TrialLost`: Optuna's heartbeat failed it while this
+    process was paused): that is one line, and the run goes on. Returns None when no trial
+    was lost, else whether the lost trial's training was recorded (on a new trial; False:
+    its candidate was queued again)."""
+    try:
+        study.optimize(objective, **kwargs)
+    except Exception:
+        # Optuna's tell raises ("Cannot tell a FAIL trial", or an AssertionError in its
+        # logging) after the objective raised TrialLost: the objective kept the real story.
+        if objective.lost is None:
+            raise
+    lost, objective.lost = objective.lost, None
+    if lost is None:
+        return None
+    bars.write(str(lost))
+    return lost.trained
 
 
 class _UntilTrained:
@@ -251,8 +279,8 @@ def _run_stage(cfg: SearchConfig, stage: str, n: int, progress: bool,
             run_worker(cfg, stage, Tickets(n), progress, deadline)
     except Interrupted:
         with faults(cfg.storage):  # what the interrupt left RUNNING in this process
-            study = optuna.load_study(study_name=cfg.study_name,
-                                      storage=open_storage(cfg.storage))
+            study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(
+                cfg.storage, heartbeat=cfg.heartbeat))
             record.fail_stale_trials(study, this_process_ended=True)
         raise
 
@@ -286,8 +314,8 @@ def _supervise(cfg: SearchConfig, stage: str, n: int, progress: bool,
         # The workers get the signal the search got (so their trials say which), else SIGTERM.
         _stop(procs, getattr(e, "signum", signal.SIGTERM))
         with faults(cfg.storage):
-            study = optuna.load_study(study_name=cfg.study_name,
-                                      storage=open_storage(cfg.storage))
+            study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(
+                cfg.storage, heartbeat=cfg.heartbeat))
             record.fail_stale_trials(study)  # trials of workers that had to be killed
         raise
     finally:

@@ -85,8 +85,14 @@ def _check_parent(path: Path, url: str) -> None:
         raise StorageError(f"storage {url!r}: directory {str(path.parent)!r} does not exist")
 
 
-def open_storage(url: str, create: bool = True) -> BaseStorage:
+def open_storage(url: str, create: bool = True,
+                 heartbeat: tuple[int, int] = (HEARTBEAT_S, GRACE_S)) -> BaseStorage:
     """An Optuna storage for ``url`` (see the module docstring). Raises StorageError.
+
+    ``heartbeat`` is (interval, grace period) in seconds of Optuna's heartbeat on RDB
+    storages: a RUNNING trial whose process recorded no heartbeat for the grace period is
+    marked FAIL by the next process that starts a trial (nas.objectives.TrialLost says what
+    the silent process then does with its trial).
 
     With ``create`` False the storage must already hold Optuna's tables (export and replay
     only use studies: a typo must not leave an empty database behind, and another
@@ -108,8 +114,9 @@ def open_storage(url: str, create: bool = True) -> BaseStorage:
             _check_optuna_sqlite(file, url)
     with faults(url), warnings.catch_warnings():  # heartbeat is flagged experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
-                             grace_period=GRACE_S, skip_table_creation=not create)
+        storage = RDBStorage(url, engine_kwargs=engine_kwargs,
+                             heartbeat_interval=heartbeat[0], grace_period=heartbeat[1],
+                             skip_table_creation=not create)
     if url.startswith("sqlite:"):
         _sqlite_connections(storage, writer=create)
     return storage

@@ -23,7 +23,7 @@ from nas import artifacts, record
 from nas.cli import UserError
 from nas.data import DEFAULT_DATA_DIR, load_mnist
 from nas.search_space import params_of, random_members
-from nas.storage import JOURNAL_PREFIX, faults, open_storage, study_names
+from nas.storage import GRACE_S, HEARTBEAT_S, JOURNAL_PREFIX, faults, open_storage, study_names
 from nas.train import TrainConfig
 
 SAMPLERS = ("tpe", "random")
@@ -62,6 +62,9 @@ class SearchConfig:
     finalist_seeds: int = 3  # seeds of each finalist: the measured seed std is ~0.2 points
     timeout: float | None = None  # seconds for the search stage (Optuna's timeout)
     artifact_dir: str | None = None  # the trials' files; None: beside the database (nas.artifacts)
+    # Optuna's heartbeat on RDB storages: seconds between a running trial's heartbeats, and
+    # of silence after which another process marks the trial FAIL (short ones in tests only).
+    heartbeat: tuple[int, int] = (HEARTBEAT_S, GRACE_S)
 
     def search_train(self) -> TrainConfig:
         """The search stage's training settings: the full ones on the proxy schedule."""
@@ -157,7 +160,7 @@ def prepare_study(cfg: SearchConfig) -> optuna.Study:
     and the same data. Stale trials of dead processes are marked FAIL first."""
     mnist = load_mnist(cfg.data_dir)
     identity = {**cfg.identity(), "data": mnist.fingerprint()}
-    storage = open_storage(cfg.storage)
+    storage = open_storage(cfg.storage, heartbeat=cfg.heartbeat)
     with faults(cfg.storage):
         exists = cfg.study_name in study_names(storage)
         study = optuna.create_study(storage=storage, study_name=cfg.study_name,

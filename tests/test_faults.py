@@ -251,3 +251,53 @@ def test_a_foreign_study_is_refused_by_every_command(db, small_mnist_dir):
         assert p.returncode == 2
         assert "was not made by nas.search" in one_line(p.stderr)
     assert len(trials(db)) == 2
+
+
+# nas.search with Optuna's heartbeat at 1 s and its grace period at 3 s (SearchConfig.heartbeat;
+# the real ones are 30 s and 120 s), so that a pause of a few seconds outlives the grace period.
+SHORT_HEARTBEAT = ("import dataclasses\n"
+                   "from nas import search\n"
+                   "parse = search.parse_args\n"
+                   "def short(argv):\n"
+                   "    cfg, progress = parse(argv)\n"
+                   "    return dataclasses.replace(cfg, heartbeat=(1, 3)), progress\n"
+                   "search.parse_args = short\n"
+                   "search.cli()\n")
+
+
+def test_a_worker_paused_past_the_heartbeat_grace_keeps_the_run_alive(db, small_mnist_dir):
+    """SIGSTOP a worker mid-training until Optuna's heartbeat (run by the other worker) has
+    failed its trial, then SIGCONT: one line, the run goes on, exactly --trials trained."""
+    argv = nas_cmd("search", db, small_mnist_dir, "--trials", "8", "--workers", "2")
+    assert argv[1:3] == ["-m", "nas.search"]
+    argv[1:3] = ["-c", SHORT_HEARTBEAT]
+    p = start(argv)
+    pid = None
+    try:
+        wait_for(lambda: len(training(db)) == 2, "both workers in training")
+        victim = training(db)[0]
+        pid = victim.user_attrs[record.PROCESS]["pid"]
+        os.kill(pid, signal.SIGSTOP)
+        wait_for(lambda: trials(db)[victim.number].state == TrialState.FAIL,
+                 "the heartbeat to fail the paused worker's trial", 60)
+        os.kill(pid, signal.SIGCONT)
+        out, err = p.communicate(timeout=300)
+    finally:
+        if pid is not None and is_alive(victim.user_attrs[record.PROCESS]):
+            os.kill(pid, signal.SIGCONT)
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 0, err
+    assert "Traceback" not in err
+    (line,) = [x for x in err.splitlines() if f"trial {victim.number} " in x]
+    assert "marked failed by another process while this one was paused" in line
+    assert_healthy(db, 8)
+    ts = trials(db)
+    assert record.outcome_of(ts[victim.number]) is None  # not counted: failed, no outcome
+    moved = [t for t in ts if t.user_attrs.get(record.RECORDED_FOR) == victim.number]
+    if "recorded as trial" in line:  # it finished training after SIGCONT: kept, once
+        (t,) = moved
+        assert record.was_trained(t) and record.key_of(t) == record.key_of(ts[victim.number])
+    else:  # it was failed before its training finished: queued again, trained by someone
+        assert not moved and "queued again" in line
