@@ -130,12 +130,28 @@ def identity_of(study: optuna.Study) -> dict[str, Any] | None:
 def check_made_by_nas(study: optuna.Study, url: str) -> None:
     """Raise RecordError for a study that ``nas.search`` did not make (e.g. plain Optuna's)."""
     if identity_of(study) is None or study.direction != optuna.study.StudyDirection.MAXIMIZE:
-        raise RecordError(f"study {study.study_name!r} in {url} was not made by nas.search "
+        from nas.storage import redact
+
+        raise RecordError(f"study {study.study_name!r} in {redact(url)} was not made by nas.search "
                           f"(it has no nas identity): pass another --study-name")
 
 
 def write_last_command(study: optuna.Study, argv: list[str], settings: dict[str, Any]) -> None:
-    study.set_user_attr(LAST_COMMAND, {"argv": argv, "settings": settings})
+    """The command line and resolved settings of the last search, with every storage
+    password replaced by ``***`` (:func:`nas.storage.redact`): a study is shared, a
+    password is not."""
+    from nas.storage import redact
+
+    def hide(value: Any) -> Any:
+        if isinstance(value, str):
+            return redact(value)
+        if isinstance(value, dict):
+            return {k: hide(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [hide(v) for v in value]
+        return value
+
+    study.set_user_attr(LAST_COMMAND, {"argv": hide(list(argv)), "settings": hide(settings)})
 
 
 def max_params_of(study: optuna.Study, default: int) -> int:

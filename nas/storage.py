@@ -21,6 +21,7 @@ never add Optuna's tables to a database that lacks them, and never switch a file
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import warnings
 from collections.abc import Iterator
@@ -38,6 +39,36 @@ DRIVERS = {"psycopg": "pip install 'nas[postgresql]' (psycopg 3)",
            "psycopg2": "pip install psycopg2-binary, or use postgresql:// with "
                        "pip install 'nas[postgresql]'",
            "MySQLdb": "pip install mysqlclient, or use mysql+pymysql:// with pip install pymysql"}
+
+
+# user:password@ after a URL scheme, as SQLAlchemy parses it (a password holds no raw "@").
+_CREDENTIALS = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@]*@")
+
+
+def redact(text: str, url: str | None = None) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``
+    (``postgresql://user:***@host/db``, as SQLAlchemy's
+    ``make_url(url).render_as_string(hide_password=True)``); with ``url``, also any other
+    occurrence of that URL's password (a driver's message may quote it). Everything ``nas``
+    prints or stores that may hold a storage URL goes through here: a password is never
+    shown or stored."""
+    out = _CREDENTIALS.sub(lambda m: m["head"] + "***@", text)
+    password = _password_of(url) if url else None
+    return out.replace(password, "***") if password else out
+
+
+def has_password(url: str) -> bool:
+    """True when ``url`` carries a password (which :func:`redact` hides)."""
+    return redact(url) != url
+
+
+def _password_of(url: str) -> str | None:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).password or None
+    except Exception:  # noqa: BLE001 - not a URL: nothing to hide
+        return None
 
 
 class StorageError(Exception):
@@ -58,21 +89,23 @@ def check_url(url: str) -> None:
         parsed = make_url(url)
         dialect = parsed.get_dialect()
     except NoSuchModuleError:  # a subclass of ArgumentError: first
-        raise StorageError(f"storage {url!r} has an unknown scheme {url.split(':')[0]!r} "
-                           f"(expected sqlite, postgresql, mysql or journal)") from None
+        raise StorageError(f"storage {redact(url)!r} has an unknown scheme "
+                           f"{url.split(':')[0]!r} (expected sqlite, postgresql, mysql or "
+                           f"journal)") from None
     except (ArgumentError, ValueError):
-        raise StorageError(f"storage {url!r} is not a URL (expected e.g. sqlite:///nas.db or "
-                           f"journal:nas.log)") from None
+        raise StorageError(f"storage {redact(url)!r} is not a URL (expected e.g. "
+                           f"sqlite:///nas.db or journal:nas.log)") from None
     try:
         dialect.import_dbapi()
     except ImportError as e:
         module = getattr(e, "name", None) or str(e)
         hint = DRIVERS.get(module, f"install the Python package that provides {module!r}")
-        raise StorageError(f"storage {url!r} needs the database driver {module!r}: "
+        raise StorageError(f"storage {redact(url)!r} needs the database driver {module!r}: "
                            f"{hint}") from None
     if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
-        raise StorageError(f"storage {url!r} is an in-memory database: the study would be lost "
-                           f"when the command ends; name a file, e.g. sqlite:///nas.db")
+        raise StorageError(f"storage {redact(url)!r} is an in-memory database: the study "
+                           f"would be lost when the command ends; name a file, e.g. "
+                           f"sqlite:///nas.db")
     file = _file_of(url)
     if file is not None:
         _check_parent(file, url)
@@ -80,9 +113,10 @@ def check_url(url: str) -> None:
 
 def _check_parent(path: Path, url: str) -> None:
     if not path.name:
-        raise StorageError(f"storage {url!r} names no file")
+        raise StorageError(f"storage {redact(url)!r} names no file")
     if not path.parent.resolve().is_dir():
-        raise StorageError(f"storage {url!r}: directory {str(path.parent)!r} does not exist")
+        raise StorageError(f"storage {redact(url)!r}: directory {str(path.parent)!r} does "
+                           f"not exist")
 
 
 def open_storage(url: str, create: bool = True,
@@ -101,7 +135,7 @@ def open_storage(url: str, create: bool = True,
     check_url(url)
     file = _file_of(url)
     if not create and file is not None and not file.is_file():
-        raise StorageError(f"storage {url!r}: no such file {str(file)!r}")
+        raise StorageError(f"storage {redact(url)!r}: no such file {str(file)!r}")
     if url.startswith(JOURNAL_PREFIX):
         with faults(url):
             return JournalStorage(JournalFileBackend(str(file)))
@@ -184,7 +218,7 @@ def _enable_wal(url: str) -> None:
         finally:
             con.close()
     except sqlite3.DatabaseError as e:  # "file is not a database", "readonly database", ...
-        raise StorageError(f"storage {url!r}: {_cause(e)}") from None
+        raise StorageError(f"storage {redact(url)!r}: {_cause(e)}") from None
 
 
 def _check_optuna_sqlite(db: Path, url: str) -> None:
@@ -197,9 +231,9 @@ def _check_optuna_sqlite(db: Path, url: str) -> None:
         finally:
             con.close()
     except sqlite3.DatabaseError as e:
-        raise StorageError(f"storage {url!r}: {_cause(e)}") from None
+        raise StorageError(f"storage {redact(url)!r}: {_cause(e)}") from None
     if not {"studies", "trials", "version_info"} <= tables:
-        raise StorageError(f"storage {url!r} holds no Optuna studies (it was not made by "
+        raise StorageError(f"storage {redact(url)!r} holds no Optuna studies (it was not made by "
                            f"nas.search)")
 
 
@@ -211,7 +245,7 @@ def check_writable(url: str) -> None:
         return
     for path in (file, file.resolve().parent):
         if path.exists() and not os.access(path, os.W_OK):
-            raise StorageError(f"storage {url}: {path} is read-only")
+            raise StorageError(f"storage {redact(url)}: {path} is read-only")
 
 
 # -- faults ------------------------------------------------------------------------------------
@@ -253,7 +287,7 @@ def faults(url: str) -> Iterator[None]:
         cause = storage_cause(e)
         if cause is None:
             raise
-        raise StorageError(f"storage {url}: {cause}") from e
+        raise StorageError(f"storage {redact(url)}: {redact(cause, url)}") from e
 
 
 # -- studies -----------------------------------------------------------------------------------
@@ -268,10 +302,11 @@ def load_study(storage: BaseStorage, name: str | None, url: str) -> optuna.Study
         if name is None:
             if len(names) != 1:
                 found = ", ".join(names) if names else "none"
-                raise StorageError(f"{url} holds {len(names)} studies ({found}): pass "
+                raise StorageError(f"{redact(url)} holds {len(names)} studies ({found}): pass "
                                    f"--study-name")
             name = names[0]
         if name not in names:
             found = ", ".join(names) if names else "none"
-            raise StorageError(f"study {name!r} does not exist in {url} (studies: {found})")
+            raise StorageError(f"study {name!r} does not exist in {redact(url)} (studies: "
+                               f"{found})")
         return optuna.load_study(study_name=name, storage=storage)
