@@ -140,15 +140,18 @@ def open_storage(url: str, create: bool = True,
         with faults(url):
             return JournalStorage(JournalFileBackend(str(file)))
     engine_kwargs: dict[str, object] = {}
+    engine_url = url  # what SQLAlchemy opens: the same, or a read-only SQLite URI (below)
     if url.startswith("sqlite:"):
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
         if create:
             _enable_wal(url)
         elif file is not None:
             _check_optuna_sqlite(file, url)
+            if not _writable(file):  # e.g. a study shipped read-only: open it so
+                engine_url = f"sqlite:///{_read_only_uri(file)}&uri=true"
     with faults(url), warnings.catch_warnings():  # heartbeat is flagged experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = RDBStorage(url, engine_kwargs=engine_kwargs,
+        storage = RDBStorage(engine_url, engine_kwargs=engine_kwargs,
                              heartbeat_interval=heartbeat[0], grace_period=heartbeat[1],
                              skip_table_creation=not create)
     if url.startswith("sqlite:"):
@@ -221,10 +224,34 @@ def _enable_wal(url: str) -> None:
         raise StorageError(f"storage {redact(url)!r}: {_cause(e)}") from None
 
 
+def _writable(db: Path) -> bool:
+    """Whether this process may write ``db`` and create files beside it (SQLite's -wal and
+    -shm: a WAL database needs them even to be read, unless opened as below)."""
+    return os.access(db, os.W_OK) and os.access(db.resolve().parent, os.W_OK)
+
+
+def _read_only_uri(db: Path, mode: str | None = None) -> str:
+    """A SQLite URI filename that reads ``db`` without writing anything.
+
+    ``mode=ro`` when the database's write-ahead log holds data (it must be read, and SQLite
+    can, from the -wal and -shm files that are there); otherwise ``immutable=1``: the file is
+    read as it is, with no locks and no -shm file, which is what lets a WAL database in a
+    read-only folder be read at all (``mode=ro`` would fail there with "attempt to write a
+    readonly database"). Immutable assumes nobody writes the file meanwhile: true for a file
+    this process cannot write and that has no log in progress."""
+    from urllib.parse import quote
+
+    wal = db.with_name(db.name + "-wal")
+    if mode is None:
+        mode = "mode=ro" if wal.is_file() and wal.stat().st_size > 0 else "immutable=1"
+    return f"file:{quote(str(db.resolve()))}?{mode}"
+
+
 def _check_optuna_sqlite(db: Path, url: str) -> None:
     """Refuse, without writing, a SQLite file that holds no Optuna study tables."""
+    uri = _read_only_uri(db, "mode=ro") if _writable(db) else _read_only_uri(db)
     try:
-        con = sqlite3.connect(f"file:{db.resolve()}?mode=ro", uri=True, timeout=SQLITE_TIMEOUT_S)
+        con = sqlite3.connect(uri, uri=True, timeout=SQLITE_TIMEOUT_S)
         try:
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = "
                                                 "'table'")}

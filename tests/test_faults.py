@@ -301,3 +301,33 @@ def test_a_worker_paused_past_the_heartbeat_grace_keeps_the_run_alive(db, small_
         assert record.was_trained(t) and record.key_of(t) == record.key_of(ts[victim.number])
     else:  # it was failed before its training finished: queued again, trained by someone
         assert not moved and "queued again" in line
+
+
+def test_export_reads_a_read_only_wal_database_in_a_read_only_folder(small_mnist_dir):
+    """The committed results/*.db case: WAL files 0444 in a 0555 folder. Read-only commands
+    read them and write nothing there (was: "attempt to write a readonly database")."""
+    prefix = unprivileged()
+    root = Path(tempfile.mkdtemp(prefix="nas-ro-"))
+    try:
+        os.chmod(root, 0o755)
+        (root / "ro").mkdir()
+        db = f"sqlite:///{root / 'ro' / 'nas.db'}"
+        subprocess.run(nas_cmd("search", db, small_mnist_dir, "--trials", "1"), check=True,
+                       capture_output=True, timeout=300)
+        with open(root / "ro" / "nas.db", "rb") as f:
+            assert f.read(20)[18:20] == b"\x02\x02"  # the file header says WAL
+        for f in (root / "ro").rglob("*"):
+            os.chmod(f, 0o555 if f.is_dir() else 0o444)
+        os.chmod(root / "ro", 0o555)
+        before = {f: f.read_bytes() for f in (root / "ro").rglob("*") if f.is_file()}
+        p = subprocess.run(prefix + nas_cmd("export", db, small_mnist_dir, "--out",
+                                            str(root / "out")),
+                           capture_output=True, text=True, timeout=300, cwd=root)
+        assert p.returncode == 0, p.stderr
+        assert (root / "out" / "arch.json").is_file() and (root / "out" / "model.py").is_file()
+        after = {f: f.read_bytes() for f in (root / "ro").rglob("*") if f.is_file()}
+        assert after == before  # nothing written, no -wal or -shm made
+    finally:
+        for f in [root / "ro", *(root / "ro").rglob("*")] if (root / "ro").exists() else []:
+            os.chmod(f, 0o755)
+        shutil.rmtree(root, ignore_errors=True)
