@@ -27,7 +27,7 @@ from nas.codegen import model_source
 from nas.layers import plan
 from nas.onnx_export import INPUT_CONTRACT, INPUT_NAME, metadata, write_onnx
 from nas.spec import ArchSpec
-from nas.storage import load_study, open_storage
+from nas.storage import faults, load_study, open_storage
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
@@ -101,13 +101,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="folder to write the files to (default %(default)s)")
     p.add_argument("--artifact-dir", default=None, help=ARTIFACT_DIR_HELP)
     a = p.parse_args(argv)
-    study = load_study(open_storage(a.storage, create=False), a.study_name, a.storage)
-    record.check_made_by_nas(study, a.storage)
-    files = export(study, a.trial, a.out, open_store(a.storage, a.artifact_dir, create=False))
+    with faults(a.storage):  # every read of the study, not only the first, is one line
+        study = load_study(open_storage(a.storage, create=False), a.study_name, a.storage)
+        record.check_made_by_nas(study, a.storage)
+        files = export(study, a.trial, a.out,
+                       open_store(a.storage, a.artifact_dir, create=False))
+        number = record.select_trial(study, a.trial).number
+        replayed = record.replay_of(study, number) is not None
     for path in files:
         print(path)
-    number = record.select_trial(study, a.trial).number
-    if record.replay_of(study, number) and a.out / "model.onnx" not in files:
+    if replayed and a.out / "model.onnx" not in files:
         print(f"note: the weights of trial {number}'s replay are not in "
               f"{artifact_dir(a.storage, a.artifact_dir)} (copy the artifact folder with the "
               f"database, or pass --artifact-dir): architecture files only", file=sys.stderr)

@@ -20,6 +20,7 @@ never add Optuna's tables to a database that lacks them, and never switch a file
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
@@ -138,7 +139,7 @@ def open_storage(url: str, create: bool = True,
         raise StorageError(f"storage {redact(url)!r}: no such file {str(file)!r}")
     if url.startswith(JOURNAL_PREFIX):
         with faults(url):
-            return JournalStorage(JournalFileBackend(str(file)))
+            return _Journal(file)
     engine_kwargs: dict[str, object] = {}
     engine_url = url  # what SQLAlchemy opens: the same, or a read-only SQLite URI (below)
     if url.startswith("sqlite:"):
@@ -149,14 +150,51 @@ def open_storage(url: str, create: bool = True,
             _check_optuna_sqlite(file, url)
             if not _writable(file):  # e.g. a study shipped read-only: open it so
                 engine_url = f"sqlite:///{_read_only_uri(file)}&uri=true"
-    with faults(url), warnings.catch_warnings():  # heartbeat is flagged experimental
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = RDBStorage(engine_url, engine_kwargs=engine_kwargs,
-                             heartbeat_interval=heartbeat[0], grace_period=heartbeat[1],
-                             skip_table_creation=not create)
+    try:
+        with faults(url), warnings.catch_warnings():  # heartbeat is flagged experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = RDBStorage(engine_url, engine_kwargs=engine_kwargs,
+                                 heartbeat_interval=heartbeat[0], grace_period=heartbeat[1],
+                                 skip_table_creation=not create)
+    except RuntimeError as e:  # Optuna's schema check: another Optuna version's tables
+        if "compatible with the table schema" not in str(e):
+            raise
+        raise StorageError(f"storage {redact(url)}: {e}".strip()) from None
     if url.startswith("sqlite:"):
         _sqlite_connections(storage, writer=create)
     return storage
+
+
+class _Journal(JournalStorage):
+    """Optuna's JournalStorage over a JournalFileBackend, whose replay of a damaged log file
+    (random bytes, not UTF-8, invalid JSON, a line cut short, a JSON line nested past
+    Python's recursion limit, an unknown operation) is one StorageError naming the file,
+    not Optuna's UnicodeDecodeError, JSONDecodeError, ValueError, AssertionError or
+    RecursionError. A last line cut short by a crash mid-write is skipped by Optuna and
+    stays harmless."""
+
+    # What a damaged line raises while it is replayed. After the first replay, ValueError and
+    # KeyError may also be Optuna's answer to this process's own request (a distribution
+    # that does not match, a trial not found): only these are sure signs of damage then.
+    DAMAGE = (UnicodeDecodeError, json.JSONDecodeError, RecursionError, AssertionError)
+
+    def __init__(self, path: Path) -> None:
+        self._path, self._opened = path, False
+        super().__init__(JournalFileBackend(str(path)))
+        self._opened = True
+
+    def _sync_with_backend(self) -> None:
+        try:
+            super()._sync_with_backend()
+        except Exception as e:
+            if isinstance(e, OSError) or (self._opened and not isinstance(e, self.DAMAGE) and
+                                          str(e) != "Invalid log format."):
+                raise
+            line = self._replay_result.log_number_read + 1
+            what = str(e).splitlines()[0][:200] if str(e) else ""
+            raise StorageError(f"storage {JOURNAL_PREFIX}{self._path}: not a readable Optuna "
+                               f"journal (damaged near line {line}: "
+                               f"{type(e).__name__}{': ' + what if what else ''})") from None
 
 
 def _sqlite_connections(storage: RDBStorage, writer: bool) -> None:
@@ -278,19 +316,25 @@ def check_writable(url: str) -> None:
 # -- faults ------------------------------------------------------------------------------------
 def storage_cause(exc: BaseException) -> str | None:
     """If ``exc`` (or anything in its chain) is a storage fault, its cause in a few words;
-    None for anything else (a bug must keep its traceback)."""
+    None for anything else (a bug must keep its traceback).
+
+    The cause is the deepest storage error of the chain: Optuna wraps a failed commit in a
+    StorageInternalError whose own message guesses "... e.g. exceeding max length" whatever
+    happened; the driver's error under it says what did ("database or disk is full", "server
+    closed the connection"). An error raised ``from None`` (e.g. a UserError about --out)
+    hides its context: it is no storage fault."""
     from sqlalchemy.exc import SQLAlchemyError
 
     seen: set[int] = set()
+    found: BaseException | None = None
     e: BaseException | None = exc
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        if isinstance(e, (SQLAlchemyError, sqlite3.Error, optuna.exceptions.StorageInternalError)):
-            return _cause(e)
-        if isinstance(e, OSError) and e.errno is not None:
-            return _cause(e)
-        e = e.__cause__ or e.__context__
-    return None
+        if isinstance(e, (SQLAlchemyError, sqlite3.Error, optuna.exceptions.StorageInternalError)) \
+                or (isinstance(e, OSError) and e.errno is not None):
+            found = e
+        e = e.__cause__ or (None if e.__suppress_context__ else e.__context__)
+    return None if found is None else _cause(found)
 
 
 def _cause(e: BaseException) -> str:

@@ -215,3 +215,93 @@ def test_a_queued_trial_is_taken_by_exactly_one_process(storage_url):
     while not out.empty():
         taken.append(out.get())
     assert sorted(taken) == list(range(40))  # each once: no trial twice, none lost
+
+
+# -- one line, not a traceback (issue 15) -------------------------------------------------------
+def cli(module: str, *args: str, cwd=None) -> subprocess.CompletedProcess:
+    import sys
+
+    return subprocess.run([sys.executable, "-m", f"nas.{module}", *args], capture_output=True,
+                          text=True, timeout=300, cwd=cwd)
+
+
+def one_line(p: subprocess.CompletedProcess) -> str:
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("revision, advice", [("v99.0.0.a", "pip install -U optuna"),
+                                              ("v1.2.0.a", "optuna storage upgrade")])
+def test_another_optuna_schema_version_is_one_line(tmp_path, tiny_mnist_dir, revision, advice):
+    db = tmp_path / "nas.db"
+    optuna.create_study(storage=open_storage(f"sqlite:///{db}"), study_name="t")
+    with sqlite3.connect(db) as con:  # as a newer (older) Optuna would have left it
+        con.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+        con.execute("UPDATE version_info SET library_version = '99.0.0'")
+    url = f"sqlite:///{db}"
+    for module, args in (("export", ["--out", str(tmp_path / "e")]),
+                         ("search", ["--trials", "1", "--data-dir", str(tiny_mnist_dir), "--val-size", "100",
+                                     "--no-progress"])):
+        line = one_line(cli(module, "--storage", url, *args, cwd=tmp_path))
+        assert line.startswith(f"python -m nas.{module}: error: storage {url}: ")
+        assert "no longer compatible with the table schema" in line and advice in line
+    assert not (tmp_path / "e").exists()
+
+
+def valid_journal(path) -> bytes:
+    study = optuna.create_study(storage=open_storage(f"journal:{path}"), study_name="j")
+    study.set_user_attr("a", 1)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("damage, what", [
+    (lambda ok: ok + bytes(range(256)) * 4 + b"\n", "UnicodeDecodeError"),  # random bytes
+    (lambda ok: ok + b"\xff\xfe{\"op_code\": 0}\n", "UnicodeDecodeError"),  # not UTF-8
+    (lambda ok: ok + b'{"op_code": 0, "worker\n' + ok, "JSONDecodeError"),  # invalid JSON
+    (lambda ok: ok[:50] + b"\n" + ok, "JSONDecodeError"),  # a line cut short
+    (lambda ok: ok[:-1] + ok, "JSONDecodeError: Extra data"),  # lines run together
+    (lambda ok: ok + b"[" * 200_000 + b"]" * 200_000 + b"\n", "RecursionError"),
+    (lambda ok: ok + b'{"op_code": 99, "worker_id": "x"}\n', "AssertionError"),
+])
+def test_a_damaged_journal_is_one_line_naming_the_file(tmp_path, damage, what):
+    path = tmp_path / "nas.log"
+    path.write_bytes(damage(valid_journal(path)))
+    before = path.read_bytes()
+    for create in (False, True):
+        with pytest.raises(StorageError) as e:
+            open_storage(f"journal:{path}", create=create)
+        assert str(e.value).startswith(f"storage journal:{path}: not a readable Optuna "
+                                       f"journal (damaged near line ")
+        assert what in str(e.value) and "\n" not in str(e.value)
+    line = one_line(cli("export", "--storage", f"journal:{path}", "--out", str(tmp_path / "e")))
+    assert f"storage journal:{path}: not a readable Optuna journal" in line
+    assert path.read_bytes() == before  # nothing appended
+
+
+def test_a_journal_whose_last_line_was_cut_short_still_opens(tmp_path):
+    path = tmp_path / "nas.log"
+    ok = valid_journal(path)
+    path.write_bytes(ok + b'{"op_code": 5, "wor')  # a crash mid-write
+    study = optuna.load_study(study_name="j", storage=open_storage(f"journal:{path}"))
+    assert study.user_attrs == {"a": 1}
+
+
+def test_export_and_replay_turn_a_fault_after_load_study_into_one_line(tmp_path, monkeypatch,
+                                                                       tiny_mnist_dir):
+    from sqlalchemy.exc import OperationalError
+
+    from nas import export, replay
+
+    url = f"sqlite:///{tmp_path / 'nas.db'}"
+    search(tiny_config(tmp_path, tiny_mnist_dir, storage=url, trials=1), progress=False)
+
+    def gone(*args, **kwargs):
+        raise OperationalError("SELECT ...", {}, sqlite3.OperationalError("disk I/O error"))
+
+    monkeypatch.setattr(record, "select_trial", gone)  # the read after load_study fails
+    for main, args in ((export.main, ["--out", str(tmp_path / "e")]),
+                       (replay.main, ["--seeds", "1", "--data-dir", str(tiny_mnist_dir),
+                                      "--out", str(tmp_path / "r"), "--no-progress"])):
+        with pytest.raises(StorageError, match=rf"^storage {url}: disk I/O error$"):
+            main(["--storage", url, *args])
