@@ -24,6 +24,7 @@ import json
 import os
 import re
 import sqlite3
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -137,6 +138,18 @@ def open_storage(url: str, create: bool = True,
     file = _file_of(url)
     if not create and file is not None and not file.is_file():
         raise StorageError(f"storage {redact(url)!r}: no such file {str(file)!r}")
+    new_file = create and file is not None and not file.exists()
+    try:
+        with _creation_lock(file if create and url.startswith("sqlite:") else None):
+            return _open(url, create, heartbeat, file)
+    except BaseException:
+        if new_file:
+            _remove_if_empty(file)  # e.g. a full disk: no 0-byte nas.db left behind
+        raise
+
+
+def _open(url: str, create: bool, heartbeat: tuple[int, int], file: Path | None) -> BaseStorage:
+    """open_storage's work, once the URL is checked."""
     if url.startswith(JOURNAL_PREFIX):
         with faults(url):
             return _Journal(file)
@@ -151,11 +164,24 @@ def open_storage(url: str, create: bool = True,
             if not _writable(file):  # e.g. a study shipped read-only: open it so
                 engine_url = f"sqlite:///{_read_only_uri(file)}&uri=true"
     try:
-        with faults(url), warnings.catch_warnings():  # heartbeat is flagged experimental
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = RDBStorage(engine_url, engine_kwargs=engine_kwargs,
-                                 heartbeat_interval=heartbeat[0], grace_period=heartbeat[1],
-                                 skip_table_creation=not create)
+        for attempt in range(3):
+            try:
+                with faults(url), warnings.catch_warnings():  # heartbeat: flagged experimental
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    storage = RDBStorage(engine_url, engine_kwargs=engine_kwargs,
+                                         heartbeat_interval=heartbeat[0],
+                                         grace_period=heartbeat[1],
+                                         skip_table_creation=not create)
+                break
+            except StorageError as e:
+                # Another process created the same table a moment before this one (a server
+                # database: "relation ... already exists", or PostgreSQL's "duplicate key value
+                # violates unique constraint pg_type_typname_nsp_index"; SQLite files are set
+                # up under _creation_lock): the tables are there now, or nearly: look again.
+                if not create or attempt == 2 or not any(
+                        race in str(e) for race in ("already exists", "duplicate key value")):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
     except RuntimeError as e:  # Optuna's schema check: another Optuna version's tables
         if "compatible with the table schema" not in str(e):
             raise
@@ -163,6 +189,48 @@ def open_storage(url: str, create: bool = True,
     if url.startswith("sqlite:"):
         _sqlite_connections(storage, writer=create)
     return storage
+
+
+@contextmanager
+def _creation_lock(db: Path | None) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the SQLite file ``db`` (created empty if missing, as
+    SQLite itself would) while a search sets it up: WAL, Optuna's tables, its version rows.
+    Two searches creating one new database at the same moment otherwise both find no tables
+    and both create them ("table study_system_attributes already exists"). SQLite's own locks
+    are POSIX record locks, which flock does not touch. None: no lock (nothing to create)."""
+    if db is None:
+        yield
+        return
+    import fcntl
+
+    try:
+        fd: int | None = os.open(db, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:  # e.g. read-only: the open that follows says so in one line
+        fd = None
+    if fd is None:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _remove_if_empty(db: Path) -> None:
+    """Remove the database file ``db`` that this command created and failed to set up, and
+    its -wal/-shm/-journal, if it holds nothing (0 bytes): a full disk must not leave an
+    empty nas.db behind. A file with content is never removed."""
+    try:
+        if db.stat().st_size != 0:
+            return
+        for side in ("-wal", "-shm", "-journal"):  # -shm is an index, never data
+            extra = db.with_name(db.name + side)
+            if extra.exists() and (side == "-shm" or extra.stat().st_size == 0):
+                extra.unlink()
+        db.unlink()
+    except OSError:
+        pass  # gone already, or not ours to remove
 
 
 class _Journal(JournalStorage):
@@ -259,7 +327,7 @@ def _enable_wal(url: str) -> None:
         finally:
             con.close()
     except sqlite3.DatabaseError as e:  # "file is not a database", "readonly database", ...
-        raise StorageError(f"storage {redact(url)!r}: {_cause(e)}") from None
+        raise StorageError(f"storage {redact(url)}: {_cause(e)}") from None
 
 
 def _writable(db: Path) -> bool:
@@ -296,7 +364,7 @@ def _check_optuna_sqlite(db: Path, url: str) -> None:
         finally:
             con.close()
     except sqlite3.DatabaseError as e:
-        raise StorageError(f"storage {redact(url)!r}: {_cause(e)}") from None
+        raise StorageError(f"storage {redact(url)}: {_cause(e)}") from None
     if not {"studies", "trials", "version_info"} <= tables:
         raise StorageError(f"storage {redact(url)!r} holds no Optuna studies (it was not made by "
                            f"nas.search)")

@@ -305,3 +305,43 @@ def test_export_and_replay_turn_a_fault_after_load_study_into_one_line(tmp_path,
                                       "--out", str(tmp_path / "r"), "--no-progress"])):
         with pytest.raises(StorageError, match=rf"^storage {url}: disk I/O error$"):
             main(["--storage", url, *args])
+
+
+def test_the_cause_is_the_drivers_not_optunas_wrapper():
+    from sqlalchemy.exc import OperationalError
+
+    with pytest.raises(StorageError, match=r"^storage sqlite:///x.db: database or disk is full$"):
+        with faults("sqlite:///x.db"):
+            try:
+                raise OperationalError("INSERT ...", {}, sqlite3.OperationalError(
+                    "database or disk is full"))
+            except OperationalError as e:  # what Optuna's _create_scoped_session does
+                raise optuna.exceptions.StorageInternalError(
+                    "An exception is raised during the commit. This typically happens due to "
+                    "invalid data in the commit, e.g. exceeding max length. ") from e
+
+
+def _create_at(url: str, start: float, out: object) -> None:
+    time.sleep(max(0.0, start - time.time()))
+    try:
+        optuna.create_study(storage=open_storage(url), study_name="race", load_if_exists=True)
+        out.put("ok")  # type: ignore[attr-defined]
+    except Exception as e:  # noqa: BLE001 - sent back to the test
+        out.put(f"{type(e).__name__}: {e}")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_searches_creating_one_new_database_at_once_all_succeed(backend, tmp_path, request):
+    url = f"sqlite:///{tmp_path / 'new.db'}" if backend == "sqlite" else \
+        request.getfixturevalue("postgres").url("race")
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    start = time.time() + 8  # after every process has imported optuna
+    procs = [ctx.Process(target=_create_at, args=(url, start, out)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(30)
+    assert results == ["ok"] * 4
+    assert optuna.get_all_study_names(open_storage(url)) == ["race"]
