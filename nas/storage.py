@@ -139,13 +139,13 @@ def open_storage(url: str, create: bool = True,
     if not create and file is not None and not file.is_file():
         raise StorageError(f"storage {redact(url)!r}: no such file {str(file)!r}")
     new_file = create and file is not None and not file.exists()
-    try:
-        with _creation_lock(file if create and url.startswith("sqlite:") else None):
+    with _creation_lock(file if create and url.startswith("sqlite:") else None):
+        try:
             return _open(url, create, heartbeat, file)
-    except BaseException:
-        if new_file:
-            _remove_if_empty(file)  # e.g. a full disk: no 0-byte nas.db left behind
-        raise
+        except BaseException:
+            if new_file:  # under the lock: no other search has started on the file yet
+                _remove_if_empty(file)  # e.g. a full disk: no 0-byte nas.db left behind
+            raise
 
 
 def _open(url: str, create: bool, heartbeat: tuple[int, int], file: Path | None) -> BaseStorage:
@@ -193,19 +193,21 @@ def _open(url: str, create: bool, heartbeat: tuple[int, int], file: Path | None)
 
 @contextmanager
 def _creation_lock(db: Path | None) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on the SQLite file ``db`` (created empty if missing, as
-    SQLite itself would) while a search sets it up: WAL, Optuna's tables, its version rows.
-    Two searches creating one new database at the same moment otherwise both find no tables
-    and both create them ("table study_system_attributes already exists"). SQLite's own locks
-    are POSIX record locks, which flock does not touch. None: no lock (nothing to create)."""
+    """Hold an exclusive ``flock`` on the folder of the SQLite file ``db`` while a search sets
+    the file up: WAL, Optuna's tables, its version rows. Two searches creating one new
+    database at the same moment otherwise both find no tables and both create them ("table
+    study_system_attributes already exists"). The folder, not the file: closing a descriptor
+    of the database file would drop the POSIX locks that this process's open SQLite
+    connections hold on it (SQLite's documented hazard; it corrupted a database here), and a
+    lock file would be a file the user did not ask for. None: no lock."""
     if db is None:
         yield
         return
     import fcntl
 
     try:
-        fd: int | None = os.open(db, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:  # e.g. read-only: the open that follows says so in one line
+        fd: int | None = os.open(db.resolve().parent, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:  # the open that follows says what is wrong, in one line
         fd = None
     if fd is None:
         yield
