@@ -15,7 +15,11 @@ Supported:
   the log file directly.
 
 Read-only commands (export, replay) open with ``create=False``: they never create a file,
-never add Optuna's tables to a database that lacks them, and never switch a file to WAL.
+never add Optuna's tables to a database that lacks them, and never switch a file to WAL; a
+SQLite file or folder they cannot write is opened read-only (``immutable=1``/``mode=ro``), so
+a study shipped read-only, WAL included, is read without writing a byte.
+
+Nothing here shows a password: every message names the storage through :func:`redact`.
 """
 
 from __future__ import annotations
