@@ -30,7 +30,7 @@ from nas.codegen import model_source, recipe_of
 from nas.layers import plan
 from nas.onnx_export import INPUT_CONTRACT, INPUT_NAME, metadata, write_onnx
 from nas.spec import ArchSpec
-from nas.storage import load_study, open_storage
+from nas.storage import faults, load_study, open_storage, redact
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
@@ -141,19 +141,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="folder to write the files to (default %(default)s)")
     p.add_argument("--artifact-dir", default=None, help=ARTIFACT_DIR_HELP)
     a = p.parse_args(argv)
-    study = load_study(open_storage(a.storage, create=False), a.study_name, a.storage)
-    record.check_made_by_nas(study, a.storage)
-    folder = artifact_dir(a.storage, a.artifact_dir)
-    files, why_not = export(study, a.trial, a.out,
-                            open_store(a.storage, a.artifact_dir, create=False), folder,
-                            study_folders(a.storage, a.artifact_dir))
+    with faults(a.storage):  # every read of the study, not only the first, is one line
+        study = load_study(open_storage(a.storage, create=False), a.study_name, a.storage)
+        record.check_made_by_nas(study, a.storage)
+        folder = artifact_dir(a.storage, a.artifact_dir)
+        files, why_not = export(study, a.trial, a.out,
+                                open_store(a.storage, a.artifact_dir, create=False), folder,
+                                study_folders(a.storage, a.artifact_dir))
+        number = record.select_trial(study, a.trial).number
+        replayed = record.replay_of(study, number) is not None
     for path in files:
         print(path)
-    number = record.select_trial(study, a.trial).number
     if why_not:
         print(f"note: the weights of trial {number}'s replay {why_not}: architecture files "
               f"only", file=sys.stderr)
-    elif record.replay_of(study, number) is None:
+    elif not replayed:
         print(f"note: no weights yet (weights.pt and model.onnx come from a replay): run "
               f"python -m nas.replay {replay_args(a, number)}, then this export again",
               file=sys.stderr)

@@ -26,6 +26,17 @@ from nas.train import (EpochReport, TrainConfig, TrainingDiverged, device_name, 
                        train)
 
 
+class TrialLost(Exception):
+    """Another process marked this process's running trial FAIL: Optuna's heartbeat, after
+    this process was silent past the grace period (paused, e.g. SIGSTOP, or starved). The
+    message is the one line to print; ``trained`` says whether its training finished and was
+    recorded on a new trial (else the candidate was queued again)."""
+
+    def __init__(self, message: str, trained: bool) -> None:
+        super().__init__(message)
+        self.trained = trained
+
+
 @dataclass
 class Objective:
     """``study.optimize(Objective(...))``: one call, one candidate.
@@ -47,11 +58,23 @@ class Objective:
     artifacts: Any = None  # an Optuna ArtifactStore (nas.artifacts.open_store); None: no files
     space: int = 1  # the search space's version (nas.search_space.sample), the study's own
     train_space: str = "fixed"  # the training space (nas.search_space.sample_train)
+    # The TrialLost the last call raised. Optuna's optimize cannot tell a trial that another
+    # process finished ("Cannot tell a FAIL trial") and raises that instead: the runner looks
+    # here to tell it from a bug (nas.runner._optimize).
+    lost: TrialLost | None = None
 
     def __call__(self, trial: Trial) -> float:
-        record.write_process(trial)
+        self.lost = None
         try:
+            record.write_process(trial)
             return self._run(trial)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Failed by another process before the training finished: nothing to keep.
+            record.requeue_lost_trial(trial)
+            self.lost = TrialLost(f"trial {trial.number} was marked failed by another process "
+                                  f"while this one was paused (Optuna's heartbeat); its "
+                                  f"candidate is queued again", trained=False)
+            raise self.lost from None
         except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM: redone by the next search
             try:
                 record.write_outcome(trial, record.INTERRUPTED, f"interrupted by {e}")
@@ -99,16 +122,22 @@ class Objective:
         record.write_arch_artifacts(trial, self.artifacts, p)
         record.write_precision(trial, precision_for(self.device, cfg.precision))
         accs: list[float] = []
+        lost = False  # another process marked the trial FAIL (see TrialLost): train on
 
         def report(r: EpochReport) -> None:
+            nonlocal lost
             accs.append(r.accuracy)
-            trial.report(r.accuracy, r.epoch)
-            record.write_curve(trial, accs)
+            if not lost:
+                try:
+                    trial.report(r.accuracy, r.epoch)
+                    record.write_curve(trial, accs)
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    lost = True  # the training goes on; its result goes on a new trial
             if self.on_epoch is not None:
                 self.on_epoch(trial, r)
             # After the last epoch the candidate is fully trained: pruning would only
-            # discard a finished result.
-            if prune and r.epoch < cfg.epochs and trial.should_prune():
+            # discard a finished result. A lost trial is not pruned: its curve is not stored.
+            if prune and not lost and r.epoch < cfg.epochs and trial.should_prune():
                 record.write_outcome(trial, record.PRUNED, f"pruned after epoch {r.epoch}")
                 raise optuna.TrialPruned(f"pruned after epoch {r.epoch}")
 
@@ -121,11 +150,21 @@ class Objective:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             raise
-        record.write_timings(trial, result.epoch_seconds, result.seconds)
-        if not prune and result.correct is not None:  # a finalist: compared image by image
-            record.write_val_correct(trial, result.correct.tolist())
-        record.write_outcome(trial, record.COMPLETE)
-        return result.final_accuracy
+        if not lost:
+            try:
+                record.write_timings(trial, result.epoch_seconds, result.seconds)
+                if not prune and result.correct is not None:  # a finalist: image by image
+                    record.write_val_correct(trial, result.correct.tolist())
+                record.write_outcome(trial, record.COMPLETE)
+                return result.final_accuracy
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass  # failed by another process just now: recorded as below
+        number = record.record_for_lost_trial(trial, result.final_accuracy, accs,
+                                              result.epoch_seconds, result.seconds)
+        self.lost = TrialLost(f"trial {trial.number} was marked failed by another process "
+                              f"while this one was paused (Optuna's heartbeat); its finished "
+                              f"training is recorded as trial {number}", trained=True)
+        raise self.lost
 
 
 def _reuse(trial: Trial, twin: FrozenTrial) -> float:

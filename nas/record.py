@@ -60,6 +60,7 @@ PROCESS = "process"  # nas.processes.this_process() of the process that ran the 
 STAGE = "stage"  # SEARCH (the cheap stage) or FINALIST (full schedule, one seed)
 FINALIST_OF = "finalist_of"  # a finalist's search-stage trial (whose architecture it retrains)
 FINALIST_SEED = "finalist_seed"
+RECORDED_FOR = "recorded_for"  # a trial that holds the result of trial N, failed meanwhile
 SEARCH, FINALIST = "search", "finalist"
 LABEL = "label"  # a few words for optuna-dashboard's trial list: "search", "rejected", ...
 
@@ -178,12 +179,28 @@ def identity_of(study: optuna.Study) -> dict[str, Any] | None:
 def check_made_by_nas(study: optuna.Study, url: str) -> None:
     """Raise RecordError for a study that ``nas.search`` did not make (e.g. plain Optuna's)."""
     if identity_of(study) is None or study.direction != optuna.study.StudyDirection.MAXIMIZE:
-        raise RecordError(f"study {study.study_name!r} in {url} was not made by nas.search "
+        from nas.storage import redact
+
+        raise RecordError(f"study {study.study_name!r} in {redact(url)} was not made by nas.search "
                           f"(it has no nas identity): pass another --study-name")
 
 
 def write_last_command(study: optuna.Study, argv: list[str], settings: dict[str, Any]) -> None:
-    study.set_user_attr(LAST_COMMAND, {"argv": argv, "settings": settings})
+    """The command line and resolved settings of the last search, with every storage
+    password replaced by ``***`` (:func:`nas.storage.redact`): a study is shared, a
+    password is not."""
+    from nas.storage import redact
+
+    def hide(value: Any) -> Any:
+        if isinstance(value, str):
+            return redact(value)
+        if isinstance(value, dict):
+            return {k: hide(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [hide(v) for v in value]
+        return value
+
+    study.set_user_attr(LAST_COMMAND, {"argv": hide(list(argv)), "settings": hide(settings)})
 
 
 def max_params_of(study: optuna.Study, default: int) -> int:
@@ -284,6 +301,43 @@ def val_correct_of(trial: FrozenTrial) -> list[bool] | None:
 def write_timings(trial: Trial, epoch_seconds: list[float], seconds: float) -> None:
     trial.set_user_attr(EPOCH_SECONDS, [round(s, 3) for s in epoch_seconds])
     trial.set_user_attr(TRAIN_SECONDS, round(seconds, 3))
+
+
+# -- a trial failed while its process was paused -----------------------------------------------
+def record_for_lost_trial(trial: Trial, value: float, val_acc: list[float],
+                          epoch_seconds: list[float], seconds: float) -> int:
+    """Record the finished training of ``trial`` on a new COMPLETE trial and return its number.
+
+    For ``trial`` that another process marked FAIL meanwhile (Optuna's heartbeat, after this
+    process was silent past the grace period, e.g. stopped with SIGSTOP): a finished trial
+    takes no value or attribute any more, so the result goes on a trial added with
+    ``study.add_trial``, with the same parameters, distributions, constraints (system
+    attributes) and attributes, plus :data:`RECORDED_FOR` naming the failed one. The failed
+    trial keeps no outcome, so it is not counted as trained; the new one is, once."""
+    study = trial.study
+    old = study._storage.get_trial(trial._trial_id)
+    attrs = {**old.user_attrs, VAL_ACC: list(val_acc), OUTCOME: COMPLETE,
+             EPOCH_SECONDS: [round(s, 3) for s in epoch_seconds],
+             TRAIN_SECONDS: round(seconds, 3), RECORDED_FOR: old.number,
+             REASON: f"trained as trial {old.number}, which another process marked failed "
+                     f"while this one was paused (Optuna's heartbeat)"}
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.COMPLETE, value=value, params=old.params,
+        distributions=old.distributions, user_attrs=attrs, system_attrs=old.system_attrs,
+        intermediate_values={i + 1: a for i, a in enumerate(val_acc)}))
+    added = [t.number for t in study.get_trials(deepcopy=False)
+             if t.user_attrs.get(RECORDED_FOR) == old.number]
+    return added[-1]
+
+
+def requeue_lost_trial(trial: Trial) -> None:
+    """Queue ``trial``'s candidate again (same parameters; a finalist with its stage, source
+    and seed) after another process marked it FAIL before its training finished: it was not
+    trained, and the next trial of any worker takes it up."""
+    old = trial.study._storage.get_trial(trial._trial_id)
+    keep = {k: old.user_attrs[k] for k in (STAGE, FINALIST_OF, FINALIST_SEED, SPEC, ARCH_KEY)
+            if k in old.user_attrs and stage_of(old) == FINALIST}
+    trial.study.enqueue_trial(old.params, user_attrs=keep or None)
 
 
 # -- reading trials ----------------------------------------------------------------------------

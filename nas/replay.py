@@ -273,12 +273,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress=not a.no_progress)
     else:
         check_writable(a.storage)  # the result is recorded on the study: say so before training
-        study = load_study(open_storage(a.storage, create=False), a.study_name, a.storage)
-        record.check_made_by_nas(study, a.storage)
-        store = open_store(a.storage, a.artifact_dir, create=True)  # the study exists: a folder
+        with faults(a.storage):  # every read of the study, not only the first, is one line
+            study = load_study(open_storage(a.storage, create=False), a.study_name, a.storage)
+            record.check_made_by_nas(study, a.storage)
+            store = open_store(a.storage, a.artifact_dir, create=True)  # the study exists
+            number = record.select_trial(study, a.trial).number
         load_mnist(a.data_dir)
-        r = replay(study, a.trial, a.seeds, a.epochs, device, a.data_dir, a.out,
-                   a.deterministic, progress=not a.no_progress, precision=a.precision)
+        try:  # training and writing --out: a file fault there is the output folder's
+            r = replay(study, number, a.seeds, a.epochs, device, a.data_dir, a.out,
+                       a.deterministic, progress=not a.no_progress, precision=a.precision)
+        except OSError as e:
+            raise UserError(f"--out: {e.strerror or e}"
+                            f"{': ' + str(e.filename) if e.filename else ''}") from None
     _print(r)
     if a.spec is None:
         try:  # after printing: a fault here loses no result

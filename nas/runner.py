@@ -41,6 +41,44 @@ from nas.train import EpochReport, TrainingDiverged, resolve_device
 
 MAX_REJECTS_IN_A_ROW = 2000  # a budget that the sampler can hardly meet: stop, don't spin
 STOP_GRACE_S = 30  # how long stopped workers get to record their interrupted trial
+# The most worker processes one machine runs (--workers): on CPU, WORKERS_PER_CORE per usable
+# core (more only time-slice the same cores and multiply memory); on CUDA, WORKERS_PER_GPU
+# (they share one device, one CUDA context each); and on either, one per WORKER_MEMORY of the
+# memory available now (a worker holds torch, the data and a candidate: 0.9 GiB peak, measured
+# by nas.bench on the full MNIST).
+WORKERS_PER_CORE, WORKERS_PER_GPU, WORKER_MEMORY = 4, 8, 1 << 30
+
+
+def max_workers(device: torch.device, cores: int | None = None,
+                memory: int | None = None) -> tuple[int, str]:
+    """How many worker processes this machine can run on ``device`` (at least 1), and why, in
+    words. ``cores`` (usable CPU cores) and ``memory`` (bytes available) default to this
+    machine's."""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+            (os.cpu_count() or 1)
+    if memory is None:
+        memory = _available_memory()
+    if device.type == "cuda":
+        n, why = WORKERS_PER_GPU, f"{WORKERS_PER_GPU} per CUDA device"
+    else:
+        n, why = WORKERS_PER_CORE * cores, f"{WORKERS_PER_CORE} per CPU core, {cores} cores"
+    if memory is not None and memory // WORKER_MEMORY < n:
+        n, why = memory // WORKER_MEMORY, (f"{WORKER_MEMORY / 2**30:.0f} GiB of memory each, "
+                                           f"{memory / 2**30:.1f} GiB available")
+    return max(1, int(n)), why
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to new processes (Linux's MemAvailable); None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 class Tickets:
@@ -84,7 +122,8 @@ def run_worker(cfg: SearchConfig, stage: str, tickets: Tickets, progress: bool,
     search_tr = tr.subset(cfg.proxy_subset, cfg.split_seed) \
         if cfg.proxy_subset and cfg.proxy_subset < len(tr) else tr
     with faults(cfg.storage):
-        study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(cfg.storage),
+        storage = open_storage(cfg.storage, heartbeat=cfg.heartbeat)
+        study = optuna.load_study(study_name=cfg.study_name, storage=storage,
                                   sampler=make_sampler(cfg.sampler, cfg.seed),
                                   pruner=make_pruner(cfg.pruner, search_cfg.epochs))
         if stage == record.SEARCH:
@@ -102,11 +141,17 @@ def run_worker(cfg: SearchConfig, stage: str, tickets: Tickets, progress: bool,
             while (deadline is None or time.time() < deadline) and tickets.take():
                 if stage == record.FINALIST:
                     bars.start_trial()
-                    study.optimize(objective, n_trials=1, catch=catch)
+                    while _optimize(study, objective, bars, n_trials=1, catch=catch) is False:
+                        pass  # its run was queued again: this ticket takes it
                 else:
                     until = _UntilTrained(bars)
-                    study.optimize(objective, n_trials=MAX_REJECTS_IN_A_ROW, callbacks=[until],
-                                   catch=catch, timeout=deadline and deadline - time.time())
+                    while True:
+                        lost = _optimize(study, objective, bars, n_trials=MAX_REJECTS_IN_A_ROW,
+                                         callbacks=[until], catch=catch,
+                                         timeout=deadline and max(0.0, deadline - time.time()))
+                        if lost is None or lost:
+                            until.trained = until.trained or bool(lost)
+                            break
                     if not until.trained:
                         if deadline is not None and time.time() >= deadline:
                             break  # --timeout: the search stage ends here
@@ -117,6 +162,27 @@ def run_worker(cfg: SearchConfig, stage: str, tickets: Tickets, progress: bool,
                 bars.trial_done()
         finally:
             bars.close()
+
+
+def _optimize(study: optuna.Study, objective: Objective, bars: _Bars,
+              **kwargs: Any) -> bool | None:
+    """``study.optimize(objective, **kwargs)``, surviving a trial that another process failed
+    meanwhile (:class:`nas.objectives.TrialLost`: Optuna's heartbeat failed it while this
+    process was paused): that is one line, and the run goes on. Returns None when no trial
+    was lost, else whether the lost trial's training was recorded (on a new trial; False:
+    its candidate was queued again)."""
+    try:
+        study.optimize(objective, **kwargs)
+    except Exception:
+        # Optuna's tell raises ("Cannot tell a FAIL trial", or an AssertionError in its
+        # logging) after the objective raised TrialLost: the objective kept the real story.
+        if objective.lost is None:
+            raise
+    lost, objective.lost = objective.lost, None
+    if lost is None:
+        return None
+    bars.write(str(lost))
+    return lost.trained
 
 
 class _UntilTrained:
@@ -212,7 +278,11 @@ def search(cfg: SearchConfig, progress: bool = True) -> optuna.Study:
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our bars and summary say it all
     check_url(cfg.storage)
     check_writable(cfg.storage)
-    resolve_device(cfg.device)  # fail before any work if e.g. cuda is absent
+    device = resolve_device(cfg.device)  # fail before any work if e.g. cuda is absent
+    most, why = max_workers(device)
+    if cfg.workers > most:
+        raise UserError(f"--workers {cfg.workers} is more than this machine can run: at most "
+                        f"{most} ({why})")
     if param_count(smallest(cfg.space)) > cfg.max_params:
         raise UserError(f"--max-params {cfg.max_params:,} is below the smallest network in the "
                         f"search space ({param_count(smallest(cfg.space)):,} parameters)")
@@ -254,8 +324,8 @@ def _run_stage(cfg: SearchConfig, stage: str, n: int, progress: bool,
             run_worker(cfg, stage, Tickets(n), progress, deadline)
     except Interrupted:
         with faults(cfg.storage):  # what the interrupt left RUNNING in this process
-            study = optuna.load_study(study_name=cfg.study_name,
-                                      storage=open_storage(cfg.storage))
+            study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(
+                cfg.storage, heartbeat=cfg.heartbeat))
             record.fail_stale_trials(study, this_process_ended=True)
         raise
 
@@ -278,7 +348,11 @@ def _supervise(cfg: SearchConfig, stage: str, n: int, progress: bool,
     try:
         with handle_signals():
             for p in procs:
-                p.start()
+                try:
+                    p.start()
+                except OSError as e:  # e.g. EAGAIN: the process limit
+                    raise UserError(f"could not start {p.name}: {e.strerror or e}; "
+                                    f"try fewer --workers") from None
             while any(p.is_alive() for p in procs):
                 time.sleep(0.2)
                 bar.n = done + tickets.done.value
@@ -289,8 +363,8 @@ def _supervise(cfg: SearchConfig, stage: str, n: int, progress: bool,
         # The workers get the signal the search got (so their trials say which), else SIGTERM.
         _stop(procs, getattr(e, "signum", signal.SIGTERM))
         with faults(cfg.storage):
-            study = optuna.load_study(study_name=cfg.study_name,
-                                      storage=open_storage(cfg.storage))
+            study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(
+                cfg.storage, heartbeat=cfg.heartbeat))
             record.fail_stale_trials(study)  # trials of workers that had to be killed
         raise
     finally:
@@ -315,7 +389,10 @@ def _check(procs: list[Any], errors: Any) -> None:
 
 
 def _stop(procs: list[Any], signum: int) -> None:
-    """``signum`` to every live worker, a grace period to record its trial, then SIGKILL."""
+    """``signum`` to every live worker, a grace period to record its trial, then SIGKILL.
+    Workers that were never started (a signal or error while starting them) are skipped:
+    multiprocessing cannot join those."""
+    procs = [p for p in procs if p.pid is not None]
     for p in procs:
         if p.is_alive():
             os.kill(p.pid, signum)

@@ -8,6 +8,7 @@ schedule); resuming it with other values is refused.
 from __future__ import annotations
 
 import hashlib
+import shlex
 import sys
 import time
 import warnings
@@ -23,7 +24,8 @@ from nas import artifacts, record
 from nas.cli import UserError
 from nas.data import DEFAULT_DATA_DIR, load_mnist
 from nas.search_space import start_members
-from nas.storage import JOURNAL_PREFIX, faults, open_storage, study_names
+from nas.storage import (GRACE_S, HEARTBEAT_S, JOURNAL_PREFIX, faults, has_password,
+                         open_storage, redact, study_names)
 from nas.train import TrainConfig
 
 SAMPLERS = ("tpe", "random")
@@ -70,6 +72,9 @@ class SearchConfig:
     # and augmentation strength along with the architecture.
     train_space: str = "fixed"
     time_budget: float | None = None  # seconds for the whole run (nas.budget.fit_budget)
+    # Optuna's heartbeat on RDB storages: seconds between a running trial's heartbeats, and
+    # of silence after which another process marks the trial FAIL (short ones in tests only).
+    heartbeat: tuple[int, int] = (HEARTBEAT_S, GRACE_S)
 
     def search_train(self) -> TrainConfig:
         """The search stage's training settings: the full ones on the proxy schedule."""
@@ -152,12 +157,31 @@ def default_study_name(max_params: int, epochs: int) -> str:
     return f"mnist-{max_params}p-{epochs}e"
 
 
+STORAGE_VAR = "NAS_STORAGE"  # what printed commands say instead of a URL with a password
+
+
+def shell_storage(storage: str) -> str:
+    """``storage`` as a shell word for a printed command: quoted (shlex), or, for a URL with
+    a password, ``"$NAS_STORAGE"`` (the password is never printed; :func:`storage_note` says
+    what to set it to)."""
+    return f'"${STORAGE_VAR}"' if has_password(storage) else shlex.quote(storage)
+
+
+def storage_note(storage: str) -> str | None:
+    """The line that goes with commands printed for a storage with a password; else None."""
+    if not has_password(storage):
+        return None
+    return (f"(set {STORAGE_VAR} to {redact(storage)} with its password, which is not printed: "
+            f"read -rs {STORAGE_VAR}; export {STORAGE_VAR})")
+
+
 def dashboard_command(storage: str, artifact_dir: str | None = None) -> str:
-    """The optuna-dashboard command that shows the study and its artifacts."""
-    files = f" --artifact-dir {artifacts.artifact_dir(storage, artifact_dir)}"
+    """The optuna-dashboard command that shows the study and its artifacts, shell-quoted; a
+    password stays out of it (:func:`shell_storage`)."""
+    files = f" --artifact-dir {shlex.quote(str(artifacts.artifact_dir(storage, artifact_dir)))}"
     if storage.startswith(JOURNAL_PREFIX):
-        return f"optuna-dashboard {storage[len(JOURNAL_PREFIX):]}{files}"
-    return f"optuna-dashboard {storage}{files}"
+        return f"optuna-dashboard {shlex.quote(storage[len(JOURNAL_PREFIX):])}{files}"
+    return f"optuna-dashboard {shell_storage(storage)}{files}"
 
 
 # -- the study ---------------------------------------------------------------------------------
@@ -166,7 +190,7 @@ def prepare_study(cfg: SearchConfig) -> optuna.Study:
     and the same data. Stale trials of dead processes are marked FAIL first."""
     mnist = load_mnist(cfg.data_dir)
     identity = {**cfg.identity(), "data": mnist.fingerprint()}
-    storage = open_storage(cfg.storage)
+    storage = open_storage(cfg.storage, heartbeat=cfg.heartbeat)
     with faults(cfg.storage):
         exists = cfg.study_name in study_names(storage)
         study = optuna.create_study(storage=storage, study_name=cfg.study_name,
@@ -180,7 +204,8 @@ def prepare_study(cfg: SearchConfig) -> optuna.Study:
                 space = {**UNRECORDED, **old}["space"]
                 hint = f" (it samples search space version {space}: pass --space {space})" \
                     if diff == ["space"] else ""
-                raise UserError(f"study {cfg.study_name!r} in {cfg.storage} was made with other "
+                raise UserError(f"study {cfg.study_name!r} in {redact(cfg.storage)} was made "
+                                f"with other "
                                 f"settings ({', '.join(diff)} differ): pass another "
                                 f"--study-name{hint}")
             record.fail_stale_trials(study)
@@ -277,7 +302,7 @@ def summary(study: optuna.Study, cfg: SearchConfig, top: int = 5) -> str:
     n_trained = sum(record.was_trained(t) for t in trials)
     count = {o: record.count_outcome([t for t in trials if record.stage_of(t) == record.SEARCH],
                                      o) for o in record.OUTCOMES}
-    lines = [f"study {study.study_name!r} in {cfg.storage}: {n_trained} trained "
+    lines = [f"study {study.study_name!r} in {redact(cfg.storage)}: {n_trained} trained "
              f"({len(done)} complete, {count[record.PRUNED]} pruned, {count[record.FAILED]} "
              f"failed), {count[record.REJECTED]} rejected before training, "
              f"{count[record.DUPLICATE]} duplicates",
@@ -302,9 +327,11 @@ def summary(study: optuna.Study, cfg: SearchConfig, top: int = 5) -> str:
                          f"{record.params_of_trial(t):>7,}  {f.key}")
         if len(final) > 1:
             lines.append(pick_line(final[0], final[1]))
-    s, n = cfg.storage, study.study_name
-    a = f" --artifact-dir {cfg.artifact_dir}" if cfg.artifact_dir is not None else ""
-    lines += ["", f"browse:  {dashboard_command(s, cfg.artifact_dir)}",
+    # Commands the user can paste: every word shell-quoted, a password never shown.
+    s, n = shell_storage(cfg.storage), shlex.quote(study.study_name)
+    a = f" --artifact-dir {shlex.quote(cfg.artifact_dir)}" if cfg.artifact_dir is not None else ""
+    lines += ["", f"browse:  {dashboard_command(cfg.storage, cfg.artifact_dir)}",
               f"export:  python -m nas.export --storage {s} --study-name {n}{a} --out export",
               f"replay:  python -m nas.replay --storage {s} --study-name {n}{a} --seeds 5"]
-    return "\n".join(lines)
+    note = storage_note(cfg.storage)
+    return "\n".join(lines + ([note] if note else []))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import resource
 import shutil
+import shlex
 import signal
 import subprocess
 import sys
@@ -251,3 +252,118 @@ def test_a_foreign_study_is_refused_by_every_command(db, small_mnist_dir):
         assert p.returncode == 2
         assert "was not made by nas.search" in one_line(p.stderr)
     assert len(trials(db)) == 2
+
+
+# nas.search with Optuna's heartbeat at 1 s and its grace period at 3 s (SearchConfig.heartbeat;
+# the real ones are 30 s and 120 s), so that a pause of a few seconds outlives the grace period.
+SHORT_HEARTBEAT = ("import dataclasses\n"
+                   "from nas import search\n"
+                   "parse = search.parse_args\n"
+                   "def short(argv):\n"
+                   "    cfg, progress = parse(argv)\n"
+                   "    return dataclasses.replace(cfg, heartbeat=(1, 3)), progress\n"
+                   "search.parse_args = short\n"
+                   "search.cli()\n")
+
+
+def test_a_worker_paused_past_the_heartbeat_grace_keeps_the_run_alive(db, small_mnist_dir):
+    """SIGSTOP a worker mid-training until Optuna's heartbeat (run by the other worker) has
+    failed its trial, then SIGCONT: one line, the run goes on, exactly --trials trained."""
+    argv = nas_cmd("search", db, small_mnist_dir, "--trials", "8", "--workers", "2")
+    assert argv[1:3] == ["-m", "nas.search"]
+    argv[1:3] = ["-c", SHORT_HEARTBEAT]
+    p = start(argv)
+    pid = None
+    try:
+        wait_for(lambda: len(training(db)) == 2, "both workers in training")
+        victim = training(db)[0]
+        pid = victim.user_attrs[record.PROCESS]["pid"]
+        os.kill(pid, signal.SIGSTOP)
+        wait_for(lambda: trials(db)[victim.number].state == TrialState.FAIL,
+                 "the heartbeat to fail the paused worker's trial", 60)
+        os.kill(pid, signal.SIGCONT)
+        out, err = p.communicate(timeout=300)
+    finally:
+        if pid is not None and is_alive(victim.user_attrs[record.PROCESS]):
+            os.kill(pid, signal.SIGCONT)
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 0, err
+    assert "Traceback" not in err
+    (line,) = [x for x in err.splitlines() if f"trial {victim.number} " in x]
+    assert "marked failed by another process while this one was paused" in line
+    assert_healthy(db, 8)
+    ts = trials(db)
+    assert record.outcome_of(ts[victim.number]) is None  # not counted: failed, no outcome
+    moved = [t for t in ts if t.user_attrs.get(record.RECORDED_FOR) == victim.number]
+    if "recorded as trial" in line:  # it finished training after SIGCONT: kept, once
+        (t,) = moved
+        assert record.was_trained(t) and record.key_of(t) == record.key_of(ts[victim.number])
+    else:  # it was failed before its training finished: queued again, trained by someone
+        assert not moved and "queued again" in line
+
+
+def test_export_reads_a_read_only_wal_database_in_a_read_only_folder(small_mnist_dir):
+    """The committed results/*.db case: WAL files 0444 in a 0555 folder. Read-only commands
+    read them and write nothing there (was: "attempt to write a readonly database")."""
+    prefix = unprivileged()
+    root = Path(tempfile.mkdtemp(prefix="nas-ro-"))
+    try:
+        os.chmod(root, 0o755)
+        (root / "ro").mkdir()
+        db = f"sqlite:///{root / 'ro' / 'nas.db'}"
+        subprocess.run(nas_cmd("search", db, small_mnist_dir, "--trials", "1"), check=True,
+                       capture_output=True, timeout=300)
+        with open(root / "ro" / "nas.db", "rb") as f:
+            assert f.read(20)[18:20] == b"\x02\x02"  # the file header says WAL
+        for f in (root / "ro").rglob("*"):
+            os.chmod(f, 0o555 if f.is_dir() else 0o444)
+        os.chmod(root / "ro", 0o555)
+        before = {f: f.read_bytes() for f in (root / "ro").rglob("*") if f.is_file()}
+        p = subprocess.run(prefix + nas_cmd("export", db, small_mnist_dir, "--out",
+                                            str(root / "out")),
+                           capture_output=True, text=True, timeout=300, cwd=root)
+        assert p.returncode == 0, p.stderr
+        assert (root / "out" / "arch.json").is_file() and (root / "out" / "model.py").is_file()
+        after = {f: f.read_bytes() for f in (root / "ro").rglob("*") if f.is_file()}
+        assert after == before  # nothing written, no -wal or -shm made
+    finally:
+        for f in [root / "ro", *(root / "ro").rglob("*")] if (root / "ro").exists() else []:
+            os.chmod(f, 0o755)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_full_disk_at_start_leaves_no_empty_database(tmp_path, small_mnist_dir):
+    db = f"sqlite:///{tmp_path / 'nas.db'}"
+
+    def no_room() -> None:  # not one byte may be written: the disk is full from the start
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+    full = subprocess.run(nas_cmd("search", db, small_mnist_dir, "--trials", "1"),
+                          capture_output=True, text=True, timeout=300, preexec_fn=no_room)
+    assert full.returncode == 2
+    line = one_line(full.stderr)
+    assert line.startswith(f"python -m nas.search: error: storage {db}: ")
+    assert "max length" not in line  # Optuna's wrapper's guess, not the cause
+    assert not list(tmp_path.glob("nas.db*"))  # was: a 0-byte nas.db
+
+
+def test_the_printed_commands_work_for_any_study_name(tmp_path, small_mnist_dir):
+    """The summary's export command, pasted into a shell, exports the study even when its
+    name, storage and artifact folder hold spaces and $."""
+    name, folder = "my $HOME study", tmp_path / "a b$x"
+    folder.mkdir()
+    db = f"sqlite:///{folder / 'n $1.db'}"
+    argv = nas_cmd("search", db, small_mnist_dir, "--trials", "1")
+    argv[argv.index("--study-name") + 1] = name
+    p = subprocess.run(argv + ["--artifact-dir", str(folder / "art $y")], capture_output=True,
+                       text=True, timeout=300, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    (export,) = [x for x in p.stdout.splitlines() if x.startswith("export:  ")]
+    command = export[len("export:  "):].replace("python ", f"{shlex.quote(sys.executable)} ", 1)
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+    assert done.returncode == 0, (command, done.stderr)
+    assert (tmp_path / "export" / "arch.json").is_file()

@@ -215,3 +215,133 @@ def test_a_queued_trial_is_taken_by_exactly_one_process(storage_url):
     while not out.empty():
         taken.append(out.get())
     assert sorted(taken) == list(range(40))  # each once: no trial twice, none lost
+
+
+# -- one line, not a traceback (issue 15) -------------------------------------------------------
+def cli(module: str, *args: str, cwd=None) -> subprocess.CompletedProcess:
+    import sys
+
+    return subprocess.run([sys.executable, "-m", f"nas.{module}", *args], capture_output=True,
+                          text=True, timeout=300, cwd=cwd)
+
+
+def one_line(p: subprocess.CompletedProcess) -> str:
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("revision, advice", [("v99.0.0.a", "pip install -U optuna"),
+                                              ("v1.2.0.a", "optuna storage upgrade")])
+def test_another_optuna_schema_version_is_one_line(tmp_path, tiny_mnist_dir, revision, advice):
+    db = tmp_path / "nas.db"
+    optuna.create_study(storage=open_storage(f"sqlite:///{db}"), study_name="t")
+    with sqlite3.connect(db) as con:  # as a newer (older) Optuna would have left it
+        con.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+        con.execute("UPDATE version_info SET library_version = '99.0.0'")
+    url = f"sqlite:///{db}"
+    for module, args in (("export", ["--out", str(tmp_path / "e")]),
+                         ("search", ["--trials", "1", "--data-dir", str(tiny_mnist_dir), "--val-size", "100",
+                                     "--no-progress"])):
+        line = one_line(cli(module, "--storage", url, *args, cwd=tmp_path))
+        assert line.startswith(f"python -m nas.{module}: error: storage {url}: ")
+        assert "no longer compatible with the table schema" in line and advice in line
+    assert not (tmp_path / "e").exists()
+
+
+def valid_journal(path) -> bytes:
+    study = optuna.create_study(storage=open_storage(f"journal:{path}"), study_name="j")
+    study.set_user_attr("a", 1)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("damage, what", [
+    (lambda ok: ok + bytes(range(256)) * 4 + b"\n", "UnicodeDecodeError"),  # random bytes
+    (lambda ok: ok + b"\xff\xfe{\"op_code\": 0}\n", "UnicodeDecodeError"),  # not UTF-8
+    (lambda ok: ok + b'{"op_code": 0, "worker\n' + ok, "JSONDecodeError"),  # invalid JSON
+    (lambda ok: ok[:50] + b"\n" + ok, "JSONDecodeError"),  # a line cut short
+    (lambda ok: ok[:-1] + ok, "JSONDecodeError: Extra data"),  # lines run together
+    (lambda ok: ok + b"[" * 200_000 + b"]" * 200_000 + b"\n", "RecursionError"),
+    (lambda ok: ok + b'{"op_code": 99, "worker_id": "x"}\n', "AssertionError"),
+])
+def test_a_damaged_journal_is_one_line_naming_the_file(tmp_path, damage, what):
+    path = tmp_path / "nas.log"
+    path.write_bytes(damage(valid_journal(path)))
+    before = path.read_bytes()
+    for create in (False, True):
+        with pytest.raises(StorageError) as e:
+            open_storage(f"journal:{path}", create=create)
+        assert str(e.value).startswith(f"storage journal:{path}: not a readable Optuna "
+                                       f"journal (damaged near line ")
+        assert what in str(e.value) and "\n" not in str(e.value)
+    line = one_line(cli("export", "--storage", f"journal:{path}", "--out", str(tmp_path / "e")))
+    assert f"storage journal:{path}: not a readable Optuna journal" in line
+    assert path.read_bytes() == before  # nothing appended
+
+
+def test_a_journal_whose_last_line_was_cut_short_still_opens(tmp_path):
+    path = tmp_path / "nas.log"
+    ok = valid_journal(path)
+    path.write_bytes(ok + b'{"op_code": 5, "wor')  # a crash mid-write
+    study = optuna.load_study(study_name="j", storage=open_storage(f"journal:{path}"))
+    assert study.user_attrs == {"a": 1}
+
+
+def test_export_and_replay_turn_a_fault_after_load_study_into_one_line(tmp_path, monkeypatch,
+                                                                       tiny_mnist_dir):
+    from sqlalchemy.exc import OperationalError
+
+    from nas import export, replay
+
+    url = f"sqlite:///{tmp_path / 'nas.db'}"
+    search(tiny_config(tmp_path, tiny_mnist_dir, storage=url, trials=1), progress=False)
+
+    def gone(*args, **kwargs):
+        raise OperationalError("SELECT ...", {}, sqlite3.OperationalError("disk I/O error"))
+
+    monkeypatch.setattr(record, "select_trial", gone)  # the read after load_study fails
+    for main, args in ((export.main, ["--out", str(tmp_path / "e")]),
+                       (replay.main, ["--seeds", "1", "--data-dir", str(tiny_mnist_dir),
+                                      "--out", str(tmp_path / "r"), "--no-progress"])):
+        with pytest.raises(StorageError, match=rf"^storage {url}: disk I/O error$"):
+            main(["--storage", url, *args])
+
+
+def test_the_cause_is_the_drivers_not_optunas_wrapper():
+    from sqlalchemy.exc import OperationalError
+
+    with pytest.raises(StorageError, match=r"^storage sqlite:///x.db: database or disk is full$"):
+        with faults("sqlite:///x.db"):
+            try:
+                raise OperationalError("INSERT ...", {}, sqlite3.OperationalError(
+                    "database or disk is full"))
+            except OperationalError as e:  # what Optuna's _create_scoped_session does
+                raise optuna.exceptions.StorageInternalError(
+                    "An exception is raised during the commit. This typically happens due to "
+                    "invalid data in the commit, e.g. exceeding max length. ") from e
+
+
+def _create_at(url: str, start: float, out: object) -> None:
+    time.sleep(max(0.0, start - time.time()))
+    try:
+        optuna.create_study(storage=open_storage(url), study_name="race", load_if_exists=True)
+        out.put("ok")  # type: ignore[attr-defined]
+    except Exception as e:  # noqa: BLE001 - sent back to the test
+        out.put(f"{type(e).__name__}: {e}")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_searches_creating_one_new_database_at_once_all_succeed(backend, tmp_path, request):
+    url = f"sqlite:///{tmp_path / 'new.db'}" if backend == "sqlite" else \
+        request.getfixturevalue("postgres").url("race")
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    start = time.time() + 8  # after every process has imported optuna
+    procs = [ctx.Process(target=_create_at, args=(url, start, out)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(30)
+    assert results == ["ok"] * 4
+    assert optuna.get_all_study_names(open_storage(url)) == ["race"]
