@@ -240,4 +240,4 @@ def test_export_copies_only_checkpoints_nas_wrote(capsys, study_db, tmp_path):
         run(export.main, "nas.export", ["--storage", url, "--out", str(tmp_path / "e")])
     assert e.value.code == 0
     assert sorted(p.name for p in (tmp_path / "e").iterdir()) == ["arch.json", "model.py",
-                                                                  "summary.md"]
+                                                                  "recipe.json", "summary.md"]

@@ -41,7 +41,8 @@ def test_search_export_replay(tmp_path, tiny_mnist_dir):
 
     # Export before any replay: architecture files only.
     files = cli("nas.export", "--storage", db, "--out", "exp", cwd=tmp_path).split()
-    assert [f.split("/")[-1] for f in files] == ["arch.json", "model.py", "summary.md"]
+    assert [f.split("/")[-1] for f in files] == ["arch.json", "model.py", "summary.md",
+        "recipe.json"]
     spec = ArchSpec.from_json((tmp_path / "exp" / "arch.json").read_text())
     assert spec.to_json() == best.user_attrs["spec"]
     run = subprocess.run([sys.executable, "exp/model.py"], capture_output=True, text=True,

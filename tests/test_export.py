@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
@@ -103,13 +104,13 @@ def test_exported_onnx_stands_alone_takes_raw_pixels_and_gives_the_replays_accur
     url = f"sqlite:///{replayed / 'proj' / 'nas.db'}"
     out = call(export.main, ["--storage", url, "--out", str(tmp_path / "exp")], capsys)
     assert [Path(f).name for f in out.split()] == ["arch.json", "model.py", "summary.md",
-                                                   "weights.pt", "model.onnx"]
+                                                   "recipe.json", "weights.pt", "model.onnx"]
     # One file: copied alone to another directory, it loads and runs.
     alone = tmp_path / "elsewhere"
     alone.mkdir()
     shutil.copy(tmp_path / "exp" / "model.onnx", alone / "model.onnx")
     assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == [
-        "arch.json", "model.onnx", "model.py", "summary.md", "weights.pt"]
+        "arch.json", "model.onnx", "model.py", "recipe.json", "summary.md", "weights.pt"]
     proto = onnx.load(str(alone / "model.onnx"), load_external_data=False)
     assert all(not i.external_data for i in proto.graph.initializer)
     session = ort.InferenceSession(str(alone / "model.onnx"))
@@ -165,7 +166,8 @@ def test_a_moved_study_directory_still_exports_and_replays(replayed, tmp_path, t
         run(export.main, "nas.export", ["--storage", url, "--out", str(tmp_path / "exp3")])
     assert e.value.code == 0
     err = capsys.readouterr()
-    assert [Path(f).name for f in err.out.split()] == ["arch.json", "model.py", "summary.md"]
+    assert [Path(f).name for f in err.out.split()] == ["arch.json", "model.py", "summary.md",
+        "recipe.json"]
     assert "not in" in err.err and "nas.db.artifacts" in err.err
 
 
@@ -199,3 +201,48 @@ def test_replays_recorded_by_path_still_read_but_only_inside_the_studys_folders(
     path.unlink()
     missing = record.replay_checkpoint(study, 0, spec, None, trusted=inside)
     assert missing.checkpoint is None and missing.why_not.startswith("are not at")
+
+
+def test_an_export_carries_its_recipe_and_says_how_to_get_weights(replayed, tmp_path, capsys):
+    """Before a replay: the architecture, the recipe of the trial, and a line with the replay
+    command. After one: the replay's recipe (what trained weights.pt), in recipe.json,
+    summary.md and model.py alike."""
+    import types
+
+    url = f"sqlite:///{replayed / 'proj' / 'nas.db'}"
+    study = optuna.load_study(study_name="t", storage=url)
+    number = record.select_trial(study, None).number
+    # The same study without its replay record: a trial that was never replayed.
+    bare = tmp_path / "bare.db"
+    source = sqlite3.connect(replayed / "proj" / "nas.db")
+    con = sqlite3.connect(bare)
+    source.backup(con)  # the WAL's pages included
+    source.close()
+    con.execute("DELETE FROM study_user_attributes WHERE key LIKE 'replay:%'")
+    con.commit()
+    con.close()
+    with pytest.raises(SystemExit) as e:
+        run(export.main, "nas.export", ["--storage", f"sqlite:///{bare}", "--out",
+                                        str(tmp_path / "before")])
+    assert e.value.code == 0
+    err = capsys.readouterr().err
+    assert err.startswith("note: no weights yet") and \
+        f"python -m nas.replay --storage sqlite:///{bare} --trial {number} --seeds 5" in err
+    recipe = json.loads((tmp_path / "before" / "recipe.json").read_text())
+    trial_cfg = record.train_config_of(study.trials[number])
+    assert recipe["train_config"]["epochs"] == trial_cfg["epochs"]
+    assert recipe["train_config"]["lr"] == trial_cfg["lr"]
+    assert "no replay yet" in recipe["source"]
+
+    call(export.main, ["--storage", url, "--out", str(tmp_path / "after")], capsys)
+    recipe = json.loads((tmp_path / "after" / "recipe.json").read_text())["train_config"]
+    from nas.codegen import recipe_of
+
+    assert recipe == recipe_of(record.replay_of(study, number)["train_config"])
+    assert "the replay" in json.loads((tmp_path / "after" / "recipe.json").read_text())["source"]
+    mod = types.ModuleType("exported")
+    exec(compile((tmp_path / "after" / "model.py").read_text(), "model.py", "exec"),
+         mod.__dict__)
+    assert mod.RECIPE == recipe
+    summary = (tmp_path / "after" / "summary.md").read_text()
+    assert "## Training recipe" in summary and "| epochs | 2 |" in summary

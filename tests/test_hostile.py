@@ -203,10 +203,12 @@ def _weights_refused(case: Case, before: dict[str, str], capsys, *words: str) ->
         "were refused" in lines[0] and "not in" not in lines[0], err
     for w in words:
         assert w in lines[0], lines[0]
-    assert [Path(f).name for f in out.split()] == ["arch.json", "model.py", "summary.md"]
+    assert [Path(f).name for f in out.split()] == ["arch.json", "model.py", "summary.md",
+        "recipe.json"]
     after = case.snapshot()
     assert {p for p in after if p not in before} == {
-        "cwd/exp", "cwd/exp/arch.json", "cwd/exp/model.py", "cwd/exp/summary.md"}
+        "cwd/exp", "cwd/exp/arch.json", "cwd/exp/model.py", "cwd/exp/summary.md",
+        "cwd/exp/recipe.json"}
     assert all(after[p] == before[p] for p in before)
 
 
