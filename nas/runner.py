@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import optuna
@@ -29,6 +30,7 @@ import torch
 from nas import record
 from nas.cli import USER_ERRORS, UserError
 from nas.artifacts import open_store
+from nas.budget import describe, fit_budget, measure_rate, plan_stages
 from nas.data import load_mnist
 from nas.layers import param_count
 from nas.objectives import Objective
@@ -275,6 +277,7 @@ def search(cfg: SearchConfig, progress: bool = True) -> optuna.Study:
     trained candidates (or ``cfg.timeout`` seconds pass), then the finalist stage: the
     ``cfg.finalists`` best retrained with the full schedule on ``cfg.finalist_seeds`` seeds.
     The test images are never read."""
+    started = time.time()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our bars and summary say it all
     check_url(cfg.storage)
     check_writable(cfg.storage)
@@ -297,8 +300,10 @@ def search(cfg: SearchConfig, progress: bool = True) -> optuna.Study:
         raise UserError(f"--proxy-subset {cfg.proxy_subset:,} is smaller than the batch size "
                         f"({cfg.train.batch_size:,})")
     study = prepare_study(cfg)
+    trained = record.count_trained(study)
+    cfg, finalist_deadline = _plan(cfg, device, trained, n_train - cfg.n_val, started, progress)
     deadline = time.time() + cfg.timeout if cfg.timeout else None
-    remaining = cfg.trials - record.count_trained(study)
+    remaining = cfg.trials - trained
     if remaining > 0:
         with faults(cfg.storage):
             enqueue_start(study, cfg, remaining)
@@ -307,10 +312,46 @@ def search(cfg: SearchConfig, progress: bool = True) -> optuna.Study:
         with faults(cfg.storage):
             pending = record.enqueue_finalists(study, cfg.finalists, cfg.finalist_seeds)
         if pending:
-            _run_stage(cfg, record.FINALIST, pending, progress, None)
+            _run_stage(cfg, record.FINALIST, pending, progress, finalist_deadline)
+            if finalist_deadline is not None and time.time() >= finalist_deadline:
+                _say("--time-budget: the finalist runs still queued stay queued (the same "
+                     "command goes on with them)")
         with faults(cfg.storage):  # the pick, where optuna-dashboard shows the study
             record.write_finalist_note(study, finalist_markdown(study, cfg.train.epochs))
     return study
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _plan(cfg: SearchConfig, device: torch.device, trained: int, n_split: int,
+          started: float, progress: bool) -> tuple[SearchConfig, float | None]:
+    """Say what the run will do and about how long it takes here (with progress shown, or a
+    time budget); with ``cfg.time_budget``, fit the run into it (nas.budget.fit_budget).
+    Returns the settings to run with and the time after which no finalist run starts (one
+    would not finish within the budget), or None."""
+    if cfg.time_budget is None and not progress:
+        return cfg, None
+    rate = measure_rate(device, cfg)
+    remaining = max(cfg.trials - trained, 0)
+    final_run = plan_stages(cfg, 1, 1, n_split)[1].run_seconds(rate)
+    finalist_deadline = None
+    if cfg.time_budget is not None:
+        end = started + cfg.time_budget
+        if remaining:
+            try:
+                fitted, how = fit_budget(replace(cfg, trials=remaining), end - time.time(),
+                                         rate, n_split)
+            except ValueError as e:
+                raise UserError(str(e)) from None
+            cfg = replace(fitted, trials=fitted.trials + trained)
+            remaining = fitted.trials
+            _say(how)
+        finalist_deadline = end - final_run
+    stages = plan_stages(cfg, remaining, cfg.finalists * cfg.finalist_seeds, n_split)
+    _say("plan (an estimate, from a measured rate):\n" + "\n".join(describe(stages, rate)))
+    return cfg, finalist_deadline
 
 
 def _run_stage(cfg: SearchConfig, stage: str, n: int, progress: bool,

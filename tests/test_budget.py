@@ -61,3 +61,21 @@ def test_durations_and_their_words():
 def test_a_stage_without_runs_is_not_described():
     assert describe([Stage("finalists", 0, 20, 50_000, 10_000)], RATE)[0].startswith(
         "  estimated 0 s")
+
+
+def test_a_time_budget_ends_a_real_search_in_time_with_a_pick(tmp_path, tiny_mnist_dir):
+    import time
+
+    from nas import record
+    from nas.runner import search
+    from tests.helpers import tiny_config
+
+    cfg = tiny_config(tmp_path, tiny_mnist_dir, trials=50, finalists=2, finalist_seeds=2,
+                      time_budget=40.0)
+    t0 = time.monotonic()
+    study = search(cfg, progress=False)
+    took = time.monotonic() - t0
+    assert took < 40.0 * 1.25  # its own estimate may be off; the deadlines are not
+    trained = record.count_trained(study)
+    assert 2 <= trained < 50  # sized down from 50 candidates
+    assert record.select_trial(study, None) is not None  # a pick, finalists or not
