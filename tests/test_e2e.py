@@ -49,7 +49,10 @@ def test_search_export_replay(tmp_path, tiny_mnist_dir):
                          cwd=tmp_path)
     assert f"{param_count(spec):,} parameters; output shape (1, 10)" in run.stdout
     summary = (tmp_path / "exp" / "summary.md").read_text()
-    assert f"validation accuracy (final epoch of 1): {best.value:.2%}" in summary
+    pick = record.finalists(study)[0]  # what selected it: the mean over its seeds
+    assert (f"- finalist of search-stage trial {best.user_attrs['finalist_of']}: validation "
+            f"accuracy {pick.mean:.2%} ± {pick.se:.2%} (mean ± SE over {len(pick.runs)} seed(s), "
+            f"final epoch of 1; this trial is seed 0)") in summary
 
     # Replay: one seed, one epoch, test accuracy printed and recorded.
     out = cli("nas.replay", "--storage", db, "--epochs", "1", "--seeds", "1", "--out", "rep",
