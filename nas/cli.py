@@ -14,7 +14,7 @@ from nas.data import DataError
 from nas.processes import WorkerDied
 from nas.record import RecordError
 from nas.spec import SpecError
-from nas.storage import StorageError
+from nas.storage import StorageError, quiet_storage_faults_in_threads
 from nas.train import ConfigError, DeviceError
 
 
@@ -94,6 +94,7 @@ def run(main: Callable[[Sequence[str] | None], int], prog: str,
     """Run ``main(argv)`` and exit with its status. User errors and storage faults become one
     line and exit 2; a dead worker one line and exit 1; Ctrl-C exits 130 and SIGTERM 143,
     after one line (what was stored stays stored)."""
+    quiet_storage_faults_in_threads()  # the main thread says it in one line
     try:
         code = main(argv)
     except USER_ERRORS as e:

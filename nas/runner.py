@@ -36,7 +36,8 @@ from nas.layers import param_count
 from nas.objectives import Objective
 from nas.processes import Interrupted, WorkerDied, die_with_parent, handle_signals
 from nas.search_space import smallest
-from nas.storage import check_url, check_writable, faults, open_storage
+from nas.storage import (check_url, check_writable, faults, open_storage,
+                         quiet_storage_faults_in_threads)
 from nas.study import (SearchConfig, enqueue_start, finalist_markdown, make_pruner,
                        make_sampler, prepare_study)
 from nas.train import EpochReport, TrainingDiverged, resolve_device
@@ -211,6 +212,7 @@ def _worker_main(cfg: SearchConfig, stage: str, tickets: Tickets, deadline: floa
     """A worker process: dies with its parent; SIGTERM/SIGINT stop it cleanly; a user error
     or storage fault goes back to the parent as one line."""
     die_with_parent()
+    quiet_storage_faults_in_threads()  # Optuna's heartbeat thread: the worker reports it
     try:
         with handle_signals():
             run_worker(cfg, stage, tickets, progress=False, deadline=deadline)

@@ -28,6 +28,7 @@ import json
 import os
 import re
 import sqlite3
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -455,3 +456,23 @@ def load_study(storage: BaseStorage, name: str | None, url: str) -> optuna.Study
             raise StorageError(f"study {name!r} does not exist in {redact(url)} (studies: "
                                f"{found})")
         return optuna.load_study(study_name=name, storage=storage)
+
+
+def quiet_storage_faults_in_threads() -> None:
+    """Make a storage fault raised in a background thread silent; anything else keeps
+    Python's report. Optuna records a running trial's heartbeat from a thread of its own: when
+    the storage fails (a full disk, a server gone), that thread would print a traceback,
+    while the main thread meets the same fault at its next write and reports it in one line
+    (:func:`faults`). For processes that run trials: the entry points' ``run`` and the
+    search's workers call it once at their start."""
+    default = threading.excepthook
+    if getattr(default, "quiets_storage_faults", False):
+        return  # installed already (run() is called once per command, tests call it often)
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is not None and storage_cause(args.exc_value) is not None:
+            return
+        default(args)
+
+    hook.quiets_storage_faults = True  # type: ignore[attr-defined]
+    threading.excepthook = hook

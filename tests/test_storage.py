@@ -345,3 +345,31 @@ def test_searches_creating_one_new_database_at_once_all_succeed(backend, tmp_pat
         p.join(30)
     assert results == ["ok"] * 4
     assert optuna.get_all_study_names(open_storage(url)) == ["race"]
+
+
+def test_a_storage_fault_in_a_background_thread_is_left_to_the_main_thread():
+    """Optuna's heartbeat thread meets a full disk too: it must not print a traceback beside
+    the main thread's one line; any other error in a thread still reaches the usual report."""
+    import sqlite3
+    import threading
+
+    from nas.storage import quiet_storage_faults_in_threads
+
+    saved, reported = threading.excepthook, []
+    try:
+        threading.excepthook = lambda args: reported.append(args.exc_value)  # "the usual"
+        quiet_storage_faults_in_threads()
+        quiet_storage_faults_in_threads()  # twice: still one hook over the usual one
+
+        def fail(exc: BaseException) -> None:
+            t = threading.Thread(target=lambda: (_ for _ in ()).throw(exc))
+            t.start()
+            t.join()
+
+        fail(sqlite3.OperationalError("disk I/O error"))
+        assert reported == []
+        bug = ValueError("a bug")
+        fail(bug)
+        assert reported == [bug]
+    finally:
+        threading.excepthook = saved
