@@ -33,7 +33,7 @@ from nas.data import Split
 from nas.layers import Layer, plan
 from nas.spec import ArchSpec
 from nas.train import (EpochReport, TrainConfig, TrainingDiverged, TrainResult, WeightAverage,
-                       _as_images, _training_view, autocast, one_cycle, precision_for,
+                       _as_images, _training_view, autocast, make_optimizer, precision_for,
                        seed_everything)
 
 
@@ -175,14 +175,7 @@ def train_seeds(spec: ArchSpec, train_split: Split, eval_split: Split, cfg: Trai
     grouped = grouped.to(device=device, memory_format=mf)
     view = _training_view(grouped, device, cfg)
     step_model: nn.Module = torch.compile(view) if cfg.compile else view
-    decay = [p for p in grouped.parameters() if p.ndim > 1]
-    no_decay = [p for p in grouped.parameters() if p.ndim <= 1]
-    opt = torch.optim.SGD(
-        [{"params": decay, "weight_decay": cfg.weight_decay},
-         {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
-    total = cfg.epochs * steps
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: one_cycle(t, total, cfg.pct_start))
+    opt, sched = make_optimizer(grouped, cfg, cfg.epochs * steps)
     average = WeightAverage(grouped, cfg.ema) if cfg.ema > 0 else None
     evaluated = average.model if average is not None else grouped
 

@@ -388,6 +388,21 @@ def _training_view(model: nn.Module, device: torch.device, cfg: TrainConfig) -> 
         for name, m in model.named_children()))
 
 
+def make_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int
+                   ) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LambdaLR]:
+    """Nesterov SGD with weight decay on weights only (not on BatchNorm and biases), and the
+    one-cycle schedule over ``total_steps`` (step it once per optimiser step)."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]  # BatchNorm and biases
+    opt = torch.optim.SGD(
+        [{"params": decay, "weight_decay": cfg.weight_decay},
+         {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda t: one_cycle(t, total_steps, cfg.pct_start))
+    return opt, sched
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     torch.manual_seed(seed)
     if deterministic:
@@ -427,14 +442,7 @@ def train(spec: ArchSpec, train_split: Split, eval_split: Split, cfg: TrainConfi
     model = build(spec).to(device=device, memory_format=mf)
     view = _training_view(model, device, cfg)
     step_model: nn.Module = torch.compile(view) if cfg.compile else view
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]  # BatchNorm and biases
-    opt = torch.optim.SGD(
-        [{"params": decay, "weight_decay": cfg.weight_decay},
-         {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
-    total = cfg.epochs * steps
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: one_cycle(t, total, cfg.pct_start))
+    opt, sched = make_optimizer(model, cfg, cfg.epochs * steps)
 
     average = WeightAverage(model, cfg.ema) if cfg.ema > 0 else None
     evaluated = average.model if average is not None else model  # evaluated, returned, saved
