@@ -123,7 +123,8 @@ def _summary(study: optuna.Study, t: optuna.trial.FrozenTrial, spec: ArchSpec,
               "- `model.py` builds the bare network, which takes normalised floats: pass "
               "images through its `preprocess` first.",
               "", "## Training recipe", "",
-              "What trained these weights (also in `recipe.json`; `model.fit(pixels, labels)` "
+              "The settings that trained this network (the replay's when there is one; also in "
+              "`recipe.json`; `model.fit(pixels, labels)` "
               "trains a fresh network this way, in plain PyTorch):", "",
               "| setting | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in recipe.items()]
