@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nas.data import load_mnist
+from nas.training.data import load_mnist
 from tests.helpers import PostgresServer, postgres_bindir, write_mnist
 
 

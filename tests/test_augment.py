@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from nas.augment import MNIST_MEAN, MNIST_STD, normalize, random_affine
+from nas.training.augment import MNIST_MEAN, MNIST_STD, normalize, random_affine
 
 
 def test_normalize():

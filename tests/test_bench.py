@@ -9,11 +9,11 @@ import math
 import pytest
 import torch
 
-from nas import bench
-from nas.cli import run
-from nas.spec import ArchSpec, Block, Conv1x1, Conv3x3, Head
-from nas.train import precision_for
-from nas.zoo import bn_dropout_16k
+from nas.tools import bench
+from nas.cli.common import run
+from nas.arch.spec import ArchSpec, Block, Conv1x1, Conv3x3, Head
+from nas.training.trainer import precision_for
+from nas.arch.zoo import bn_dropout_16k
 
 
 def test_bench_smoke(tmp_path, tiny_mnist_dir, capsys):

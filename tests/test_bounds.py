@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from nas.runner import WORKER_MEMORY, WORKERS_PER_CORE, _stop, max_workers
+from nas.study.runner import WORKER_MEMORY, WORKERS_PER_CORE, _stop, max_workers
 
 
 def test_max_workers_is_tied_to_cores_devices_and_memory():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from nas.budget import OVERHEAD_S, Rate, Stage, describe, fit_budget, hms, parse_duration, \
+from nas.study.budget import OVERHEAD_S, Rate, Stage, describe, fit_budget, hms, parse_duration, \
     plan_stages
-from nas.study import SearchConfig
+from nas.study.config import SearchConfig
 
 RATE = Rate(train=1000.0, eval=4000.0, device="test cpu")
 
@@ -66,8 +66,8 @@ def test_a_stage_without_runs_is_not_described():
 def test_a_time_budget_ends_a_real_search_in_time_with_a_pick(tmp_path, tiny_mnist_dir):
     import time
 
-    from nas import record
-    from nas.runner import search
+    from nas.study import record
+    from nas.study.runner import search
     from tests.helpers import tiny_config
 
     cfg = tiny_config(tmp_path, tiny_mnist_dir, trials=50, finalists=2, finalist_seeds=2,

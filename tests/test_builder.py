@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import torch
 
-from nas.builder import build
-from nas.layers import plan
-from nas.zoo import bn_dropout_16k, pool_bn_19k
+from nas.arch.build import build
+from nas.arch.plan import plan
+from nas.arch.zoo import bn_dropout_16k, pool_bn_19k
 from tests.helpers import sampled_specs
 
 

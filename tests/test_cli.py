@@ -9,8 +9,8 @@ import sys
 import optuna
 import pytest
 
-from nas import export, replay, search
-from nas.cli import run
+from nas.cli import export, replay, search
+from nas.cli.common import run
 from tests.helpers import write_mnist
 
 MODULES = {"search": search.main, "export": export.main, "replay": replay.main}
@@ -40,7 +40,7 @@ def snapshot(study: optuna.Study) -> list:
 def study_db(tmp_path_factory, tiny_mnist_dir):
     """A small study with trials in several states, and its file's bytes to check nothing
     is lost."""
-    from nas.search import search as run_search
+    from nas.cli.search import search as run_search
     from tests.helpers import tiny_config
 
     tmp = tmp_path_factory.mktemp("study")
@@ -87,7 +87,7 @@ def test_bad_storage(capsys, storage, fragment):
 
 
 def test_missing_and_truncated_data(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr("nas.data._download", lambda root: False)  # as offline
+    monkeypatch.setattr("nas.training.data._download", lambda root: False)  # as offline
     db = f"sqlite:///{tmp_path / 'a.db'}"
     code, err = call(capsys, "search", "--storage", db, "--data-dir", str(tmp_path / "none"))
     assert_one_line_error(code, err, "MNIST not found")
@@ -145,7 +145,7 @@ def test_real_entry_point_prints_one_line(tmp_path):
 
 
 def test_replay_a_spec_file_without_a_study(capsys, tmp_path, tiny_mnist_dir):
-    from nas.zoo import pool_bn_19k
+    from nas.arch.zoo import pool_bn_19k
 
     f = tmp_path / "arch.json"
     f.write_text(pool_bn_19k().to_json())
@@ -185,7 +185,7 @@ def test_in_memory_storage_is_refused(capsys):
 
 
 def test_a_diverging_replay_is_one_line(capsys, tmp_path, tiny_mnist_dir, monkeypatch):
-    from nas.train import TrainingDiverged
+    from nas.training.trainer import TrainingDiverged
 
     def diverge(*a, **k):
         raise TrainingDiverged("training loss is nan at epoch 1")
@@ -222,7 +222,7 @@ def test_export_copies_only_checkpoints_nas_wrote(capsys, study_db, tmp_path):
     that very architecture."""
     import sqlite3
 
-    from nas import record
+    from nas.study import record
 
     _, path = study_db
     with sqlite3.connect(path) as src, sqlite3.connect(tmp_path / "copy.db") as dst:

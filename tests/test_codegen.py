@@ -5,10 +5,10 @@ import types
 import pytest
 import torch
 
-from nas.builder import build
-from nas.codegen import model_source
-from nas.layers import param_count
-from nas.zoo import REFERENCE
+from nas.arch.build import build
+from nas.export.codegen import model_source
+from nas.arch.plan import param_count
+from nas.arch.zoo import REFERENCE
 from tests.helpers import sampled_specs
 
 
@@ -39,7 +39,7 @@ def test_generated_source_needs_only_torch():
 
 
 def test_generated_preprocess_is_the_trainers_normalisation():
-    from nas.augment import normalize
+    from nas.training.augment import normalize
 
     mod = load_source(model_source(REFERENCE["bn_dropout_16k"]()))
     pixels = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
@@ -54,10 +54,10 @@ def test_generated_fit_trains_the_way_nas_does(tiny_mnist_dir):
     network nas's trainer trains: same initialisation, batches, augmentation and schedule,
     so (without dropout, whose masks nas draws with its own generator) the same weights."""
 
-    from nas.codegen import recipe_of
-    from nas.data import load_mnist
-    from nas.spec import ArchSpec, Block, Conv3x3, Head, MaxPool
-    from nas.train import TrainConfig, evaluate, train
+    from nas.export.codegen import recipe_of
+    from nas.training.data import load_mnist
+    from nas.arch.spec import ArchSpec, Block, Conv3x3, Head, MaxPool
+    from nas.training.trainer import TrainConfig, evaluate, train
 
     spec = ArchSpec(stem=Conv3x3(8), blocks=(Block((Conv3x3(8),), (MaxPool(),)),
                                              Block((Conv3x3(16),), (MaxPool(),))),

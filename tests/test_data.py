@@ -5,7 +5,7 @@ import gzip
 import pytest
 import torch
 
-from nas.data import DataError, load_mnist, read_idx, write_idx
+from nas.training.data import DataError, load_mnist, read_idx, write_idx
 from tests.helpers import write_mnist
 
 

@@ -9,8 +9,8 @@ import sys
 import optuna
 import torch
 
-from nas.layers import param_count
-from nas.spec import ArchSpec
+from nas.arch.plan import param_count
+from nas.arch.spec import ArchSpec
 
 
 def cli(*argv: str, cwd) -> str:
@@ -29,7 +29,7 @@ def test_search_export_replay(tmp_path, tiny_mnist_dir):
     assert f"optuna-dashboard {db}" in out and "python -m nas.export" in out
     assert "finalists (1 epochs" in out  # the default second stage ran
 
-    from nas import record
+    from nas.study import record
 
     study = optuna.load_study(study_name="mnist-20000p-1e", storage=db)
     trained = [t for t in study.get_trials() if record.was_trained(t)]
@@ -73,13 +73,13 @@ def test_search_export_replay(tmp_path, tiny_mnist_dir):
     import onnx
     from onnx.reference import ReferenceEvaluator
 
-    from nas.builder import build
+    from nas.arch.build import build
 
     model = build(spec)
     model.load_state_dict(torch.load(tmp_path / "exp" / "weights.pt")["state_dict"])
     model.eval()
     # The ONNX takes raw uint8 pixels and normalises them itself, as the trainer does.
-    from nas.augment import normalize
+    from nas.training.augment import normalize
 
     x = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
     onnx_out = ReferenceEvaluator(onnx.load(tmp_path / "exp" / "model.onnx")).run(

@@ -14,16 +14,17 @@ import optuna
 import pytest
 import torch
 
-from nas import export, record, replay
-from nas.artifacts import default_dir, open_store
-from nas.augment import normalize
-from nas.builder import build
-from nas.cli import run
-from nas.data import load_mnist
-from nas.onnx_export import INPUT_NAME
-from nas.runner import search
-from nas.search_space import params_of
-from nas.zoo import pool_bn_19k
+from nas.cli import export, replay
+from nas.study import record
+from nas.study.artifacts import default_dir, open_store
+from nas.training.augment import normalize
+from nas.arch.build import build
+from nas.cli.common import run
+from nas.training.data import load_mnist
+from nas.export.onnx import INPUT_NAME
+from nas.study.runner import search
+from nas.arch.space import params_of
+from nas.arch.zoo import pool_bn_19k
 from tests.helpers import tiny_config
 
 
@@ -174,7 +175,7 @@ def test_a_moved_study_directory_still_exports_and_replays(replayed, tmp_path, t
 def test_replays_recorded_by_path_still_read_but_only_inside_the_studys_folders(tmp_path):
     """nas 0.1 recorded the weights' absolute path; such a file, if still there and inside the
     study's folders (symlinks resolved), is read; anywhere else it is refused unopened."""
-    from nas.zoo import REFERENCE
+    from nas.arch.zoo import REFERENCE
 
     spec = REFERENCE["bn_dropout_16k"]()
     study = optuna.create_study(direction="maximize")
@@ -236,7 +237,7 @@ def test_an_export_carries_its_recipe_and_says_how_to_get_weights(replayed, tmp_
 
     call(export.main, ["--storage", url, "--out", str(tmp_path / "after")], capsys)
     recipe = json.loads((tmp_path / "after" / "recipe.json").read_text())["train_config"]
-    from nas.codegen import recipe_of
+    from nas.export.codegen import recipe_of
 
     assert recipe == recipe_of(record.replay_of(study, number)["train_config"])
     assert "the replay" in json.loads((tmp_path / "after" / "recipe.json").read_text())["source"]

@@ -21,9 +21,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nas import record
-from nas.processes import is_alive
-from nas.storage import open_storage
+from nas.study import record
+from nas.study.processes import is_alive
+from nas.study.storage import open_storage
 from tests.helpers import write_mnist
 
 STUDY = "f"

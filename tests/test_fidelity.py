@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from nas import fidelity
-from nas.cli import UserError
+from nas.tools import fidelity
+from nas.cli.common import UserError
 
 TINY = ["--candidates", "3", "--epochs", "2", "--short-epochs", "1", "--subset", "100",
         "--subset-epochs", "1", "--seeds-spread", "1", "--extra-seeds", "1", "--val-size", "200",

@@ -9,11 +9,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-import nas.objectives as objectives
-from nas import record
-from nas.processes import Interrupted
-from nas.runner import search
-from nas.storage import open_storage
+import nas.study.objective as objectives
+from nas.study import record
+from nas.study.processes import Interrupted
+from nas.study.runner import search
+from nas.study.storage import open_storage
 from tests.helpers import TINY_TRAIN, tiny_config
 
 
@@ -115,7 +115,7 @@ def test_finalists_with_parallel_workers(tmp_path, tiny_mnist_dir):
 
 def test_the_test_images_are_never_read_during_search(tmp_path, tiny_mnist_dir, monkeypatch):
     """Selection happens on the validation split: the test split may not even be touched."""
-    import nas.data
+    import nas.training.data
 
     class Untouchable:
         def __getattr__(self, name):
@@ -124,13 +124,13 @@ def test_the_test_images_are_never_read_during_search(tmp_path, tiny_mnist_dir, 
         def __len__(self):
             raise AssertionError("the search read the test images (len)")
 
-    real = nas.data.load_mnist
+    real = nas.training.data.load_mnist
 
     def no_test(*a, **k):
         m = real(*a, **k)
-        return nas.data.MNIST(m.train, Untouchable(), m.source)  # type: ignore[arg-type]
+        return nas.training.data.MNIST(m.train, Untouchable(), m.source)  # type: ignore[arg-type]
 
-    for module in ("nas.data", "nas.runner", "nas.study"):
+    for module in ("nas.training.data", "nas.study.runner", "nas.study.config"):
         monkeypatch.setattr(f"{module}.load_mnist", no_test)
     cfg = two_stage(tmp_path, tiny_mnist_dir, finalists=1, finalist_seeds=1)
     search(cfg, progress=False)
@@ -177,7 +177,7 @@ def test_proxy_subset_trains_the_search_stage_on_fewer_images_and_the_finalists_
 
 
 def test_a_subset_is_the_same_images_every_time(tiny_mnist_dir):
-    from nas.data import DataError, load_mnist
+    from nas.training.data import DataError, load_mnist
 
     tr = load_mnist(tiny_mnist_dir).train
     a, b = tr.subset(50, 3), tr.subset(50, 3)

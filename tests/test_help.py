@@ -6,8 +6,9 @@ import argparse
 
 import pytest
 
-from nas import bench, export, fidelity, replay, search
-from nas.cli import Parser
+from nas.tools import bench, fidelity
+from nas.cli import export, replay, search
+from nas.cli.common import Parser
 
 COMMANDS = {"search": search.main, "export": export.main, "replay": replay.main,
             "bench": bench.main, "fidelity": fidelity.main}

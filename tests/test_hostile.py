@@ -6,7 +6,7 @@ copy's SQLite rows (or its artifact folder, or the data), runs the real CLI and 
 user must be able to rely on: one line ``python -m nas.X: error: ...`` naming what is wrong,
 a non-zero exit, no traceback, nothing written anywhere (the whole case folder, a sentinel
 target inside it included, is compared file by file before and after) and the study file
-byte-identical. Most cases call ``nas.cli.run`` in-process; two run ``python -m`` as real
+byte-identical. Most cases call ``nas.cli.common.run`` in-process; two run ``python -m`` as real
 subprocesses.
 """
 
@@ -25,10 +25,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from nas import export, replay
-from nas.cli import run
-from nas.data import FILES, write_idx
-from nas.runner import search
+from nas.cli import export, replay
+from nas.cli.common import run
+from nas.training.data import FILES, write_idx
+from nas.study.runner import search
 from tests.helpers import synthetic_digits, tiny_config, write_mnist
 
 EXPORT, REPLAY = "python -m nas.export", "python -m nas.replay"

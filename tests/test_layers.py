@@ -7,10 +7,10 @@ from dataclasses import replace
 
 import pytest
 
-from nas.builder import build
-from nas.layers import param_count, plan
-from nas.spec import ArchSpec, Block, Conv1x1, Conv3x3, Head, MaxPool
-from nas.zoo import bn_dropout_16k, pool_bn_19k
+from nas.arch.build import build
+from nas.arch.plan import param_count, plan
+from nas.arch.spec import ArchSpec, Block, Conv1x1, Conv3x3, Head, MaxPool
+from nas.arch.zoo import bn_dropout_16k, pool_bn_19k
 from tests.helpers import sampled_specs
 
 
@@ -95,11 +95,11 @@ def test_order_applies_to_3x3_units_and_1x1_transitions_alike(order, expected):
 
 
 def test_plan_is_computed_once_per_spec(monkeypatch):
-    import nas.layers
+    import nas.arch.plan
 
     made = []
-    real = nas.layers._Planner
-    monkeypatch.setattr(nas.layers, "_Planner", lambda spec: made.append(spec) or real(spec))
+    real = nas.arch.plan._Planner
+    monkeypatch.setattr(nas.arch.plan, "_Planner", lambda spec: made.append(spec) or real(spec))
     plan.cache_clear()
     spec = pool_bn_19k()
     first = plan(spec)

@@ -5,13 +5,13 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-import nas.objectives as objectives
-from nas.data import load_mnist
-from nas.layers import param_count
-from nas.objectives import Objective
-from nas.record import count_trained, spec_of, was_trained
-from nas.search_space import params_of
-from nas.zoo import bn_dropout_16k, pool_bn_19k
+import nas.study.objective as objectives
+from nas.training.data import load_mnist
+from nas.arch.plan import param_count
+from nas.study.objective import Objective
+from nas.study.record import count_trained, spec_of, was_trained
+from nas.arch.space import params_of
+from nas.arch.zoo import bn_dropout_16k, pool_bn_19k
 from tests.helpers import TINY_TRAIN
 
 
@@ -26,7 +26,7 @@ def test_over_budget_is_rejected_recorded_and_never_built(objective, monkeypatch
         raise AssertionError("an over-budget candidate must not be trained")
 
     monkeypatch.setattr(objectives, "train", no_training)
-    monkeypatch.setattr("nas.train.build", no_training)
+    monkeypatch.setattr("nas.training.trainer.build", no_training)
     study = optuna.create_study(direction="maximize")
     study.enqueue_trial(params_of(pool_bn_19k()))  # 19,378 > 18,000
     study.optimize(objective, n_trials=1)
@@ -60,7 +60,7 @@ def test_feasible_candidate_trains_and_records_everything(objective):
 
 
 def test_a_diverging_candidate_fails_alone(objective, monkeypatch):
-    from nas.train import TrainingDiverged
+    from nas.training.trainer import TrainingDiverged
 
     def diverge(*a, **k):
         raise TrainingDiverged("training loss is nan at epoch 1")
@@ -105,12 +105,12 @@ def test_the_last_epoch_is_never_pruned(tiny_mnist_dir):
 
 def test_one_plan_per_trained_candidate(objective, monkeypatch):
     """Validation, budget, receptive field, note and the built network share one plan."""
-    import nas.layers
+    import nas.arch.plan
 
     made = []
-    real = nas.layers._Planner
-    monkeypatch.setattr(nas.layers, "_Planner", lambda spec: made.append(spec) or real(spec))
-    nas.layers.plan.cache_clear()
+    real = nas.arch.plan._Planner
+    monkeypatch.setattr(nas.arch.plan, "_Planner", lambda spec: made.append(spec) or real(spec))
+    nas.arch.plan.plan.cache_clear()
     study = optuna.create_study(direction="maximize")
     study.enqueue_trial(params_of(bn_dropout_16k()))
     study.optimize(objective, n_trials=1)
@@ -135,13 +135,13 @@ def test_an_architecture_already_trained_is_not_trained_again(objective, monkeyp
     assert dup.state == TrialState.COMPLETE and dup.value == first.value
     assert dup.user_attrs["outcome"] == "duplicate" and "trial 0" in dup.user_attrs["reason"]
     assert count_trained(study) == 1 and not was_trained(dup)
-    from nas.record import completed
+    from nas.study.record import completed
 
     assert [t.number for t in completed(study)] == [0]
 
 
 def test_interrupting_a_trial_records_why(objective, monkeypatch):
-    from nas.processes import Interrupted
+    from nas.study.processes import Interrupted
     import signal
 
     def interrupted(*a, **k):

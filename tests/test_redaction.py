@@ -1,5 +1,5 @@
 """A storage password is never printed nor stored: error lines, the summary's commands and the
-study's ``last_command`` show ``postgresql://user:***@host/db`` (nas.storage.redact)."""
+study's ``last_command`` show ``postgresql://user:***@host/db`` (nas.study.storage.redact)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import sys
 import optuna
 import pytest
 
-from nas.storage import StorageError, faults, load_study, open_storage, redact
-from nas.study import dashboard_command, shell_storage, storage_note
+from nas.study.storage import StorageError, faults, load_study, open_storage, redact
+from nas.study.config import dashboard_command, shell_storage, storage_note
 
 PW = "S3cret-pw_9"  # no shell or URL metacharacters: it would show unescaped if leaked
 

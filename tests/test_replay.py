@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from nas import replay
-from nas.cli import run
+from nas.cli import replay
+from nas.cli.common import run
 
 
 def _replay(capsys, tmp_path, data_dir, *argv: str) -> tuple[str, dict]:

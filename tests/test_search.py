@@ -6,12 +6,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nas.cli import UserError
-from nas.record import count_trained, was_trained
-from nas.runner import search
-from nas.search import parse_args
-from nas.search_space import params_of, random_members
-from nas.study import SearchConfig, summary
+from nas.cli.common import UserError
+from nas.study.record import count_trained, was_trained
+from nas.study.runner import search
+from nas.cli.search import parse_args
+from nas.arch.space import params_of, random_members
+from nas.study.config import SearchConfig, summary
 from tests.helpers import tiny_config
 
 
@@ -89,8 +89,8 @@ def test_resuming_with_other_data_is_refused(tmp_path, tiny_mnist_dir):
 def test_the_sampler_is_seeded_per_trial():
     """Same --seed, same proposals in one run; a resumed run (later trial numbers) or a
     second process proposes new ones instead of replaying the first run's draws."""
-    from nas.search_space import sample_spec
-    from nas.study import make_sampler
+    from nas.arch.space import sample_spec
+    from nas.study.config import make_sampler
 
     def keys(seed: int, study: optuna.Study | None = None, n: int = 4) -> list[str]:
         study = study or optuna.create_study(sampler=make_sampler("random", seed))
@@ -112,7 +112,7 @@ def test_the_sampler_is_seeded_per_trial():
 def test_the_default_design_is_the_one_the_fidelity_study_chose():
     """README "Two stages": 4-epoch proxy on at most 10,000 images, no pruning, 5 finalists on
     3 seeds; 0 switches a proxy off. A proxy never runs longer than the full schedule."""
-    from nas.search import parse_args
+    from nas.cli.search import parse_args
 
     cfg, _ = parse_args([])
     assert (cfg.proxy_epochs, cfg.proxy_subset, cfg.pruner, cfg.finalists,
@@ -128,7 +128,7 @@ def test_the_default_design_is_the_one_the_fidelity_study_chose():
 def test_a_study_that_predates_the_proxies_resumes_only_without_them(tmp_path, tiny_mnist_dir):
     """A study whose identity has no proxy settings trained every candidate on the full
     schedule and split: resuming it with the default proxies would mix two kinds of trial."""
-    from nas import record as rec
+    from nas.study import record as rec
 
 
     cfg = tiny_config(tmp_path, tiny_mnist_dir, trials=1)

@@ -4,9 +4,9 @@ import optuna
 import pytest
 from optuna.trial import FixedTrial
 
-from nas.layers import param_count
-from nas.search_space import params_of, sample_spec, smallest_spec
-from nas.zoo import REFERENCE
+from nas.arch.plan import param_count
+from nas.arch.space import params_of, sample_spec, smallest_spec
+from nas.arch.zoo import REFERENCE
 from tests.helpers import sampled_specs
 
 

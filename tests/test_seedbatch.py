@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nas.builder import build
-from nas.data import load_mnist
-from nas.seedbatch import build_grouped, pack, train_seeds, unpack
-from nas.spec import ArchSpec, Block, Conv1x1, Conv3x3, Head, MaxPool
-from nas.train import TrainConfig, train
-from nas.zoo import REFERENCE
+from nas.arch.build import build
+from nas.training.data import load_mnist
+from nas.training.seedbatch import build_grouped, pack, train_seeds, unpack
+from nas.arch.spec import ArchSpec, Block, Conv1x1, Conv3x3, Head, MaxPool
+from nas.training.trainer import TrainConfig, train
+from nas.arch.zoo import REFERENCE
 
 
 def _specs() -> list[ArchSpec]:

@@ -7,10 +7,10 @@ import optuna
 import pytest
 from optuna.trial import FixedTrial
 
-from nas.layers import plan
-from nas.search_space import (MAX_WIDTH, V2_HEADS, rejection, sample_shape_v2, sample_spec_v2,
+from nas.arch.plan import plan
+from nas.arch.space import (MAX_WIDTH, V2_HEADS, rejection, sample_shape_v2, sample_spec_v2,
                               smallest, start_members)
-from nas.spec import ArchSpec, Block, Conv3x3, Head, MaxPool, SpecError
+from nas.arch.spec import ArchSpec, Block, Conv3x3, Head, MaxPool, SpecError
 
 
 def _draws(n: int, seed: int):
@@ -95,9 +95,9 @@ def test_a_version_2_study_searches_keeps_its_version_and_retrains_its_finalists
         tmp_path, tiny_mnist_dir):
     from dataclasses import replace
 
-    from nas import record
-    from nas.cli import UserError
-    from nas.runner import search
+    from nas.study import record
+    from nas.cli.common import UserError
+    from nas.study.runner import search
     from tests.helpers import tiny_config
 
     cfg = tiny_config(tmp_path, tiny_mnist_dir, max_params=8_000, space=2, finalists=1,

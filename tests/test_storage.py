@@ -13,10 +13,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nas import record
-from nas.cli import UserError
-from nas.runner import search
-from nas.storage import StorageError, check_url, faults, load_study, open_storage
+from nas.study import record
+from nas.cli.common import UserError
+from nas.study.runner import search
+from nas.study.storage import StorageError, check_url, faults, load_study, open_storage
 from tests.helpers import tiny_config
 
 
@@ -62,7 +62,7 @@ def test_a_foreign_study_is_refused_and_left_alone(storage_url, tmp_path, tiny_m
 
 def dead_process() -> dict:
     """The process record of a process that has certainly ended."""
-    from nas.processes import this_process
+    from nas.study.processes import this_process
 
     p = subprocess.Popen(["sleep", "60"])
     p.send_signal(signal.SIGKILL)
@@ -291,7 +291,7 @@ def test_export_and_replay_turn_a_fault_after_load_study_into_one_line(tmp_path,
                                                                        tiny_mnist_dir):
     from sqlalchemy.exc import OperationalError
 
-    from nas import export, replay
+    from nas.cli import export, replay
 
     url = f"sqlite:///{tmp_path / 'nas.db'}"
     search(tiny_config(tmp_path, tiny_mnist_dir, storage=url, trials=1), progress=False)
@@ -353,7 +353,7 @@ def test_a_storage_fault_in_a_background_thread_is_left_to_the_main_thread():
     import sqlite3
     import threading
 
-    from nas.storage import quiet_storage_faults_in_threads
+    from nas.study.storage import quiet_storage_faults_in_threads
 
     saved, reported = threading.excepthook, []
     try:

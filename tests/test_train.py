@@ -7,14 +7,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas import train as train_module
-from nas.data import load_mnist
-from nas.spec import ArchSpec, Block, Conv3x3, Head, MaxPool
-from nas.data import DataError, Split
-from nas.train import (ConfigError, DeviceError, EpochReport, TrainConfig, TrainingDiverged,
+from nas.training import trainer as train_module
+from nas.training.data import load_mnist
+from nas.arch.spec import ArchSpec, Block, Conv3x3, Head, MaxPool
+from nas.training.data import DataError, Split
+from nas.training.trainer import (ConfigError, DeviceError, EpochReport, TrainConfig, TrainingDiverged,
                        _CpuDropout, _training_view, check_data, one_cycle, precision_for,
                        resolve_device, resolve_precision, train)
-from nas.zoo import bn_dropout_16k
+from nas.arch.zoo import bn_dropout_16k
 
 FAST = TrainConfig(epochs=2, batch_size=64, lr=0.1, eval_batch_size=256)
 
@@ -244,7 +244,7 @@ def test_cpu_dropout_is_nn_dropout_in_distribution(dtype):
 
 
 def test_training_view_swaps_dropouts_on_cpu_only_and_leaves_the_model_as_built():
-    from nas.builder import build
+    from nas.arch.build import build
 
     model = build(bn_dropout_16k())
     view = _training_view(model, torch.device("cpu"), FAST)

@@ -10,10 +10,10 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FixedTrial, create_trial
 
-from nas import record
-from nas.search_space import SWEEP, TRAIN_PREFIX, sample_train
-from nas.train import TrainConfig
-from nas.zoo import bn_dropout_16k
+from nas.study import record
+from nas.training.space import SWEEP, TRAIN_PREFIX, sample_train
+from nas.training.trainer import TrainConfig
+from nas.arch.zoo import bn_dropout_16k
 
 
 def test_fixed_suggests_nothing_and_changes_nothing():
@@ -60,7 +60,7 @@ def test_a_candidate_is_its_network_and_its_settings():
 
 
 def test_a_sweep_study_trains_finalists_with_their_own_settings(tmp_path, tiny_mnist_dir):
-    from nas.runner import search
+    from nas.study.runner import search
     from tests.helpers import tiny_config
 
     cfg = tiny_config(tmp_path, tiny_mnist_dir, max_params=12_000, train_space="sweep",

@@ -8,9 +8,9 @@ from dataclasses import replace
 import optuna
 from optuna.trial import TrialState
 
-from nas import record
-from nas.runner import search
-from nas.storage import open_storage
+from nas.study import record
+from nas.study.runner import search
+from nas.study.storage import open_storage
 from tests.helpers import tiny_config
 
 

@@ -5,7 +5,7 @@
 For the 8k hand pick (results/probe-7838p-arch.json, 7,838 parameters) and the 16k reference
 network: training images per second, all S seeds together (S x 5,000 images over the wall
 time, evaluation of 1,000 images per seed included), of S seeds trained as one grouped network
-(nas.seedbatch.train_seeds) against S separate runs (nas.train.train), S = 1, 2, 3, 5, one
+(nas.training.seedbatch.train_seeds) against S separate runs (nas.training.trainer.train), S = 1, 2, 3, 5, one
 epoch of 5,000 images each, rounds alternating separate/batched so drift hits both. One
 process, the trainer's defaults (precision auto), torch threads as given (default 1: the way
 a search's workers run).
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-from nas.data import load_mnist
-from nas.seedbatch import train_seeds
-from nas.spec import ArchSpec
-from nas.train import TrainConfig, precision_for, train
-from nas.zoo import bn_dropout_16k
+from nas.training.data import load_mnist
+from nas.training.seedbatch import train_seeds
+from nas.arch.spec import ArchSpec
+from nas.training.trainer import TrainConfig, precision_for, train
+from nas.arch.zoo import bn_dropout_16k
 
 IMAGES, ROUNDS, SEEDS = 5_000, 3, (1, 2, 3, 5)
 

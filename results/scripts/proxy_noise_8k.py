@@ -12,12 +12,12 @@ from pathlib import Path
 
 import optuna
 
-from nas import record
-from nas.data import load_mnist
-from nas.spec import ArchSpec
-from nas.storage import open_storage
-from nas.study import SearchConfig
-from nas.train import TrainConfig, train
+from nas.study import record
+from nas.training.data import load_mnist
+from nas.arch.spec import ArchSpec
+from nas.study.storage import open_storage
+from nas.study.config import SearchConfig
+from nas.training.trainer import TrainConfig, train
 
 
 def main() -> None:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from nas.data import load_mnist
-from nas.spec import ArchSpec
-from nas.train import TrainConfig, train
+from nas.training.data import load_mnist
+from nas.arch.spec import ArchSpec
+from nas.training.trainer import TrainConfig, train
 
 
 def parse_recipe(text: str) -> tuple[str, dict[str, object]]:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import optuna
 
-from nas.layers import plan
-from nas.search_space import rejection, sample
-from nas.spec import SpecError
+from nas.arch.plan import plan
+from nas.arch.space import rejection, sample
+from nas.arch.spec import SpecError
 
 BUDGETS = (5_000, 8_000, 10_000, 20_000)
 DRAWS = 5_000

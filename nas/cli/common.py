@@ -1,0 +1,98 @@
+"""What every entry point shares: argument types, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from nas.errors import UserError, WorkerDied
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``prog: error: ...``) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def describe(doc: str | None) -> str:
+    """A module docstring's first line, as --help's description."""
+    return (doc or "").splitlines()[0].replace("``", "")
+
+
+def positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return v
+
+
+def _int_at_least(low: int, what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            v = low - 1
+        if v < low:
+            raise argparse.ArgumentTypeError(f"must be a {what} integer, got {text!r}")
+        return v
+
+    return parse
+
+
+def make_dir(path: Path, flag: str = "--out") -> Path:
+    """Create the output directory ``path`` (and its parents); a path that cannot be one is a
+    UserError naming the flag."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{flag} {path}: {e.strerror or e}") from None
+    return path
+
+
+# Help lines several entry points share, so that they say the same thing.
+ARTIFACT_DIR_HELP = ("folder of the study's Optuna artifacts (each trial's arch.json and layer "
+                     "table, replay weights, ONNX, reports) (default: beside the database: "
+                     "nas.db.artifacts/ for sqlite:///nas.db, nas.log.artifacts/ for "
+                     "journal:nas.log; ./nas-artifacts for server databases)")
+DATA_DIR_HELP = ("folder holding the four MNIST IDX files (train-images-idx3-ubyte, "
+                 "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte; "
+                 "gzipped or not), directly or under MNIST/raw/ or raw/ (default %(default)s)")
+
+DEVICE_HELP = "auto: cuda when available, else cpu (default %(default)s)"
+
+positive_int = _int_at_least(1, "positive")
+nonneg_int = _int_at_least(0, "non-negative")
+
+
+def run(main: Callable[[Sequence[str] | None], int], prog: str,
+        argv: Sequence[str] | None = None) -> NoReturn:
+    """Run ``main(argv)`` and exit with its status. User errors and storage faults become one
+    line and exit 2; a dead worker one line and exit 1; Ctrl-C exits 130 and SIGTERM 143,
+    after one line (what was stored stays stored)."""
+    from nas.study.storage import quiet_storage_faults_in_threads  # Optuna: only when run
+
+    quiet_storage_faults_in_threads()  # the main thread says it in one line
+    try:
+        code = main(argv)
+    except UserError as e:  # every layer's own (SpecError, StorageError, ...): nas.errors
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        code = 2
+    except WorkerDied as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"{prog}: interrupted by {signal.Signals(signum).name}; what was stored stays "
+              f"stored, run the same command to go on", file=sys.stderr)
+        code = 128 + signum
+    sys.exit(code)

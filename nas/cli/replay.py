@@ -1,0 +1,330 @@
+"""``python -m nas.replay``: retrain a trial from scratch on K seeds and report test accuracy.
+
+Each seed trains the trial's recorded spec with its recorded training settings on all 60,000
+training images and is evaluated on the 10,000 test images after every epoch. The figure that
+counts is the *final* epoch's test accuracy (choosing the best epoch would be selection on the
+test set), reported per seed and as mean ± sample standard deviation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+import torch
+
+from nas.study import record
+from nas.study.artifacts import ArtifactError, open_store
+from nas.cli.common import (ARTIFACT_DIR_HELP, DATA_DIR_HELP, DEVICE_HELP, Parser, describe,
+                            make_dir, nonneg_int, positive_int, run)
+from nas.errors import UserError
+from nas.training.data import DEFAULT_DATA_DIR, load_mnist
+from nas.arch.plan import plan
+from nas.export.onnx import metadata, write_onnx
+from nas.arch.spec import ArchSpec
+from nas.study.storage import StorageError, check_writable, faults, load_study, open_storage
+from nas.training.trainer import (PRECISIONS, EpochReport, TrainConfig, TrainingDiverged, check_data,
+                       device_name, resolve_device, train)
+from nas.arch.zoo import CHALLENGE_ACCURACY, CHALLENGE_EPOCHS, REFERENCE
+
+if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore
+
+REPLAY_FILES = record.REPLAY_FILE_NAMES  # besides each seed's weights
+
+
+@dataclass
+class ReplayReport:
+    study: str
+    trial: int
+    spec: dict[str, Any]
+    params: int
+    receptive_field: int
+    max_params: int
+    train_config: dict[str, Any]
+    seeds: list[int]
+    train_images: int = 0
+    test_images: int = 0
+    test_acc_final: list[float] = field(default_factory=list)  # one per seed
+    test_acc_curves: list[list[float]] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    weights: list[str] = field(default_factory=list)
+    device: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    date: str = ""
+    precision: str = ""  # what the seeds trained in (resolved: bf16, fp16 or fp32)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.test_acc_final)
+
+    @property
+    def std(self) -> float:
+        a = self.test_acc_final
+        return statistics.stdev(a) if len(a) > 1 else 0.0
+
+    @property
+    def epochs(self) -> int:
+        return int(self.train_config["epochs"])
+
+    def challenge(self) -> dict[str, bool]:
+        return {f"mean test accuracy >= {CHALLENGE_ACCURACY:.1%}": self.mean >= CHALLENGE_ACCURACY,
+                f"parameters <= {self.max_params:,}": self.params <= self.max_params,
+                f"epochs <= {CHALLENGE_EPOCHS}": self.epochs <= CHALLENGE_EPOCHS}
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(mean=self.mean, std=self.std, challenge=self.challenge(),
+                 challenge_holds=all(self.challenge().values()))
+        return d
+
+    def markdown(self) -> str:
+        rows = "\n".join(f"| {s} | {a:.2%} | {t:.1f} |" for s, a, t in
+                         zip(self.seeds, self.test_acc_final, self.seconds))
+        checks = "\n".join(f"- [{'x' if ok else ' '}] {k}" for k, ok in self.challenge().items())
+        title = f"trial {self.trial} ({self.study})" if self.trial >= 0 else self.study
+        return (f"## Replay of {title}\n\n"
+                f"Final-epoch test accuracy on {self.test_images:,} test images over "
+                f"{len(self.seeds)} seed(s), {self.epochs} epochs on {self.train_images:,} "
+                f"training images, on {self.device}, {self.date}:\n\n"
+                f"**{self.mean:.2%} ± {self.std:.2%}** (mean ± std)\n\n"
+                f"| seed | test acc (final epoch) | seconds |\n|---:|---:|---:|\n{rows}\n\n"
+                f"Challenge:\n{checks}\n")
+
+
+def replay(study: optuna.Study, trial_number: int | None, seeds: int, epochs: int | None,
+           device: torch.device, data_dir: str | Path | None, out: Path | None,
+           deterministic: bool = False, progress: bool = True,
+           precision: str | None = None) -> ReplayReport:
+    """Retrain a trial with its recorded spec and settings; saves weights and reports under
+    ``out``. :func:`record_replay` records the result on the study."""
+    t = record.select_trial(study, trial_number)
+    spec = record.spec_of(t, study)
+    p = plan(spec)
+    cfg = TrainConfig.from_dict(record.train_config_of(t, study))
+    cfg = replace(cfg, epochs=epochs or cfg.epochs, deterministic=deterministic,
+                  precision=precision or cfg.precision)
+    out = out or default_out(study.study_name, t.number)
+    report = ReplayReport(study.study_name, t.number, spec.to_dict(), p.params,
+                          p.receptive_field, record.max_params_of(study, p.params),
+                          cfg.to_dict(), list(range(seeds)))
+    retrain(report, spec, cfg, device, data_dir, out, progress)
+    return report
+
+
+def slug(name: str) -> str:
+    """``name`` as one safe file-name component: runs of anything but letters, digits, ``.``,
+    ``_`` and ``-`` become ``-``, no leading dot or dash, at most 80 characters. A study name
+    comes from the study file, which may come from anywhere: ``x/../../../../tmp/evil`` must
+    not become a path."""
+    text = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")[:80].strip(".-")
+    return text or "study"
+
+
+def default_out(study_name: str, trial: int | None = None) -> Path:
+    """The documented default ``--out``: ``runs/replay-<study>[-trial<N>]``, always one folder
+    directly under ``runs/`` (the name slugged by :func:`slug`)."""
+    return Path("runs") / (f"replay-{slug(study_name)}" +
+                           (f"-trial{trial}" if trial is not None else ""))
+
+
+def record_replay(study: optuna.Study, report: ReplayReport,
+                  store: ArtifactStore | None = None) -> None:
+    """The report on the study (for export) and in the trial's dashboard note (for people);
+    with ``store``, the weights, ONNX and reports as the study's artifacts."""
+    t = record.select_trial(study, report.trial)
+    note = record.trial_note(plan(record.spec_of(t, study)), t.number, "\n" + report.markdown())
+    out = Path(report.weights[0]).parent
+    files = [Path(w) for w in report.weights] + [out / name for name in REPLAY_FILES]
+    record.write_replay(study, t, report.to_dict(), note, store, files)
+
+
+def retrain(report: ReplayReport, spec: ArchSpec, cfg: TrainConfig, device: torch.device,
+            data_dir: str | Path | None, out: Path, progress: bool) -> None:
+    """Train ``spec`` on all training images once per seed of ``report``, testing after every
+    epoch; fills ``report`` and writes weights, report.json and report.md under ``out``."""
+    mnist = load_mnist(data_dir)
+    check_data(spec, mnist.train, "training")  # before anything is written
+    check_data(spec, mnist.test, "test")
+    train_split, test_split = mnist.train.to(device), mnist.test.to(device)
+    make_dir(out)
+    report.train_images, report.test_images = len(train_split), len(test_split)
+    report.device, report.versions = device_name(device), record.versions()
+    report.date = time.strftime("%Y-%m-%d")
+    from tqdm.auto import tqdm
+
+    for seed in report.seeds:
+        path = out / f"seed{seed}.pt"
+        done = _finished_seed(path, spec, replace(cfg, seed=seed), len(train_split))
+        if done is not None:  # an interrupted replay resumes: this seed's weights are there
+            _add_seed(report, path, done["test_acc_final"], done["test_acc_curve"],
+                      done["seconds"], done["precision"])
+            if progress:
+                print(f"seed {seed}: final-epoch test accuracy {done['test_acc_final']:.2%} "
+                      f"(from {path})")
+            continue
+        curve: list[float] = []
+        bar = tqdm(total=cfg.epochs, desc=f"seed {seed}", unit="ep", disable=not progress,
+                   leave=False, dynamic_ncols=True)
+
+        def on_epoch(r: EpochReport, curve: list[float] = curve, bar: Any = bar) -> None:
+            curve.append(r.accuracy)
+            bar.update(1)
+            bar.set_postfix_str(f"test {r.accuracy:.2%}")
+
+        try:
+            result = train(spec, train_split, test_split, replace(cfg, seed=seed), device,
+                           callback=on_epoch)
+        except TrainingDiverged as e:
+            raise UserError(f"seed {seed} diverged ({e}); the seeds before it are in "
+                            f"{out}") from None
+        finally:
+            bar.close()
+        assert result.model is not None
+        record.save_checkpoint(path, spec, result.model.state_dict(),
+                               replace(cfg, seed=seed).to_dict(),
+                               {"test_acc_final": result.final_accuracy, "test_acc_curve": curve,
+                                "precision": result.precision,
+                                "seconds": round(result.seconds, 2),
+                                "train_images": len(train_split)})
+        _add_seed(report, path, result.final_accuracy, curve, result.seconds, result.precision)
+        if progress:
+            print(f"seed {seed}: final-epoch test accuracy {result.final_accuracy:.2%} "
+                  f"({result.seconds:.1f} s)")
+    (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2))
+    (out / "report.md").write_text(report.markdown() + "\n" + plan(spec).table() + "\n")
+    seed0 = record.load_weights(Path(report.weights[0]))
+    acc = (f"{report.test_acc_final[0]:.4f} (this file: seed 0, final epoch); mean over "
+           f"{len(report.seeds)} seed(s) {report.mean:.4f} ± {report.std:.4f}")
+    write_onnx(spec, seed0, out / "model.onnx", metadata(spec, acc))
+
+
+def _finished_seed(path: Path, spec: ArchSpec, cfg: TrainConfig,
+                   train_images: int) -> dict[str, Any] | None:
+    """The metrics of ``path`` if it holds this very training run, finished (same spec, same
+    settings and seed, a full curve on all training images); else None: train it (again)."""
+    ckpt = record.checkpoint_of(path, spec)
+    if ckpt is None or ckpt.get("train_config") != cfg.to_dict():
+        return None
+    m = ckpt.get("metrics", {})
+    keys = ("test_acc_final", "test_acc_curve", "seconds", "precision", "train_images")
+    if not all(k in m for k in keys) or len(m["test_acc_curve"]) != cfg.epochs or \
+            m["train_images"] != train_images:
+        return None  # e.g. written before replays recorded their seconds
+    return m
+
+
+def _add_seed(report: ReplayReport, path: Path, acc: float, curve: list[float],
+              seconds: float, precision: str) -> None:
+    report.precision = precision
+    report.test_acc_final.append(acc)
+    report.test_acc_curves.append(list(curve))
+    report.seconds.append(round(seconds, 2))
+    report.weights.append(str(path.resolve()))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = Parser(prog="python -m nas.replay", description=describe(__doc__))
+    p.add_argument("--storage", default="sqlite:///nas.db",
+                   help="the study's storage: SQLAlchemy URL or journal:PATH "
+                        "(default %(default)s)")
+    p.add_argument("--study-name", default=None, help="default: the storage's only study")
+    p.add_argument("--trial", type=nonneg_int, default=None, help="default: the best trial")
+    p.add_argument("--spec", default=None,
+                   help="instead of a trial: an arch.json, or a reference network ("
+                        + ", ".join(REFERENCE) + "), trained with the default settings")
+    p.add_argument("--max-params", type=positive_int, default=20_000,
+                   help="budget the challenge check uses with --spec (default %(default)s)")
+    p.add_argument("--seeds", type=positive_int, default=3,
+                   help="independent retrainings, seeds 0..K-1 (default %(default)s)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="default: the study's")
+    p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"),
+                   help=DEVICE_HELP)
+    p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help=DATA_DIR_HELP)
+    p.add_argument("--out", type=Path, default=None,
+                   help="folder for the weights, reports and model.onnx (default "
+                        "runs/replay-<study>-trial<N>, the study name made a safe file name)")
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
+                   help="default: the trial's recorded setting (auto for --spec: by device)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic kernels: same seed, same device, same numbers; slower "
+                        "(default: off)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (default: shown)")
+    p.add_argument("--artifact-dir", default=None, help=ARTIFACT_DIR_HELP)
+    a = p.parse_args(argv)
+    device = resolve_device(a.device)
+    if a.spec is not None:
+        spec = load_spec(a.spec)
+        load_mnist(a.data_dir)
+        cfg = TrainConfig(deterministic=a.deterministic, precision=a.precision or "auto")
+        cfg = replace(cfg, epochs=a.epochs or cfg.epochs)
+        name = Path(a.spec).stem if a.spec not in REFERENCE else a.spec
+        p = plan(spec)
+        r = ReplayReport(name, -1, spec.to_dict(), p.params, p.receptive_field, a.max_params,
+                         cfg.to_dict(), list(range(a.seeds)))
+        retrain(r, spec, cfg, device, a.data_dir, a.out or default_out(name),
+                progress=not a.no_progress)
+    else:
+        check_writable(a.storage)  # the result is recorded on the study: say so before training
+        with faults(a.storage):  # every read of the study, not only the first, is one line
+            study = load_study(open_storage(a.storage, create=False), a.study_name, a.storage)
+            record.check_made_by_nas(study, a.storage)
+            store = open_store(a.storage, a.artifact_dir, create=True)  # the study exists
+            number = record.select_trial(study, a.trial).number
+        load_mnist(a.data_dir)
+        try:  # training and writing --out: a file fault there is the output folder's
+            r = replay(study, number, a.seeds, a.epochs, device, a.data_dir, a.out,
+                       a.deterministic, progress=not a.no_progress, precision=a.precision)
+        except OSError as e:
+            raise UserError(f"--out: {e.strerror or e}"
+                            f"{': ' + str(e.filename) if e.filename else ''}") from None
+    _print(r)
+    if a.spec is None:
+        try:  # after printing: a fault here loses no result
+            with faults(a.storage):
+                record_replay(study, r, store)
+        except StorageError as e:
+            raise StorageError(f"the result above was not recorded on the study: {e}") from None
+        except ArtifactError as e:  # the artifact folder's fault, not the storage's
+            raise ArtifactError(f"the result above was not recorded on the study: {e}") \
+                from None
+    return 0
+
+
+def _print(r: ReplayReport) -> None:
+    accs = ", ".join(f"{x:.2%}" for x in r.test_acc_final)
+    what = f"trial {r.trial}" if r.trial >= 0 else r.study
+    print(f"{what} ({r.params:,} parameters, {r.epochs} epochs, {len(r.seeds)} seeds, "
+          f"{r.device}): final-epoch test accuracy {r.mean:.2%} ± {r.std:.2%} [{accs}]")
+    for k, ok in r.challenge().items():
+        print(f"  {'PASS' if ok else 'FAIL'}  {k}")
+    out = Path(r.weights[0]).parent
+    print(f"weights, report and ONNX: {out}/ (seed0.pt ..., report.json, report.md, "
+          f"model.onnx)", flush=True)
+
+
+def load_spec(arg: str) -> ArchSpec:
+    """A reference network by name, or a spec from a JSON file (e.g. an exported arch.json)."""
+    if arg in REFERENCE:
+        return REFERENCE[arg]()
+    path = Path(arg)
+    if not path.is_file():
+        raise UserError(f"--spec {arg!r} is neither a file nor a reference network "
+                        f"({', '.join(REFERENCE)})")
+    return ArchSpec.from_json(path.read_text())
+
+
+def cli() -> None:
+    run(main, "python -m nas.replay")
+
+
+if __name__ == "__main__":
+    cli()

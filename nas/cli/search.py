@@ -1,0 +1,175 @@
+"""``python -m nas.search``: an Optuna study of trained CNN candidates under a parameter budget.
+
+Running it again with the same storage and study resumes: it adds candidates until the study
+holds ``--trials`` trained ones, and never touches earlier trials. ``--workers N`` runs N
+processes against the same study; a shared counter hands out exactly the remaining number of
+training slots, so the total is exact whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from nas.study.budget import parse_duration
+from nas.cli.common import (ARTIFACT_DIR_HELP, DATA_DIR_HELP, DEVICE_HELP, Parser, describe,
+                     nonneg_int, positive_float, positive_int, run)
+from nas.study.runner import search
+from nas.arch.space import SPACE_VERSIONS
+from nas.training.space import TRAIN_SPACES
+from nas.study.config import PRUNERS, SAMPLERS, SearchConfig, default_study_name, summary
+from nas.training.trainer import PRECISIONS, TrainConfig
+from nas.arch.zoo import CHALLENGE_EPOCHS
+
+
+def duration(text: str) -> float:
+    """argparse type: a positive duration (90, 90s, 20m, 1.5h) in seconds."""
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a duration such as 90s, 20m or 2h, got "
+                                         f"{text!r}") from None
+
+
+# -- command line ------------------------------------------------------------------------------
+# A first run that means something in a few minutes on a 2-core CPU: a handful of candidates
+# on a complete 2-epoch schedule over 3,000 images (BatchNorm networks reach ~90 % there, so
+# the ranking is not chance), then the best two retrained for 3 epochs on the whole split.
+QUICK = {"trials": 8, "epochs": 3, "proxy_epochs": 2, "proxy_subset": 3_000, "finalists": 2,
+         "finalist_seeds": 1}
+
+EXAMPLES = """examples:
+  python -m nas.search --quick                  a first run: a few minutes on a 2-core CPU
+  python -m nas.search --trials 100             the default search (<= 20,000 parameters)
+  python -m nas.search --time-budget 2h         as much of the default search as fits in 2 h
+  python -m nas.search --max-params 8000 --epochs 15 --storage sqlite:///s8k.db
+
+The search stage trains every candidate on a short complete proxy schedule
+(--proxy-epochs, at most --epochs, on --proxy-subset images); the finalist stage then
+retrains the --finalists best on the full --epochs schedule and the whole training split,
+--finalist-seeds times each: those runs come on top of --trials. Nothing is pruned unless
+--pruner asks for it. The same command again resumes the study."""
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[SearchConfig, bool]:
+    d = SearchConfig()
+    p = Parser(prog="python -m nas.search", description=describe(__doc__), epilog=EXAMPLES,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="a first run in a few minutes on a CPU: " + ", ".join(
+                       f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items())
+                   + " (options given explicitly win; default study name ends in -quick)")
+    p.add_argument("--time-budget", type=duration, default=None,
+                   help="wall time for the whole run (e.g. 90s, 20m, 2h): the search measures "
+                        "this device, sizes its stages to fit (fewer finalist seeds, then "
+                        "finalists, then candidates), says how, and ends within it with a "
+                        "pick (default: none)")
+    p.add_argument("--trials", type=positive_int, default=d.trials,
+                   help="candidates to train in the search stage; finalist runs come on top "
+                        "(default %(default)s)")
+    p.add_argument("--storage", default=d.storage,
+                   help="SQLAlchemy URL or journal:PATH (default %(default)s)")
+    p.add_argument("--study-name", default=None,
+                   help="default mnist-<max-params>p-<epochs>e")
+    p.add_argument("--max-params", type=positive_int, default=d.max_params,
+                   help="hard parameter budget (default %(default)s)")
+    p.add_argument("--epochs", type=positive_int, default=d.train.epochs,
+                   help="the full schedule: the finalists train this long, the search stage's "
+                        "proxy min(--proxy-epochs, this) (default %(default)s)")
+    p.add_argument("--proxy-epochs", type=nonneg_int, default=d.proxy_epochs,
+                   help="the search stage's own complete short schedule, at most --epochs; 0: "
+                        "the full --epochs schedule (default %(default)s)")
+    p.add_argument("--proxy-subset", type=nonneg_int, default=d.proxy_subset,
+                   help="the search stage trains on at most this many images of the training "
+                        "split (a fixed, seeded subset; the finalists train on all); 0: all "
+                        "(default %(default)s)")
+    p.add_argument("--finalists", type=nonneg_int, default=d.finalists,
+                   help="best candidates retrained at the end with the full schedule on "
+                        "--finalist-seeds seeds; the best mean wins (default %(default)s; "
+                        "0: none)")
+    p.add_argument("--finalist-seeds", type=positive_int, default=d.finalist_seeds,
+                   help="seeds per finalist (default %(default)s)")
+    p.add_argument("--timeout", type=positive_float, default=None,
+                   help="seconds for the search stage: it ends then even short of --trials; "
+                        "the finalists follow (default: none)")
+    p.add_argument("--allow-long", action="store_true",
+                   help=f"allow --epochs above the challenge's {CHALLENGE_EPOCHS}")
+    p.add_argument("--workers", type=positive_int, default=d.workers,
+                   help="processes training at once on this machine (default %(default)s)")
+    p.add_argument("--device", default=d.device, choices=("auto", "cuda", "cpu"),
+                   help=DEVICE_HELP)
+    p.add_argument("--seed", type=nonneg_int, default=d.seed,
+                   help="seeds the sampler (mixed with each trial's number, so a resumed search "
+                        "draws new candidates) and every candidate's training: weight init, "
+                        "batch order, augmentation; not the validation split (default "
+                        "%(default)s)")
+    p.add_argument("--data-dir", default=d.data_dir, help=DATA_DIR_HELP)
+    p.add_argument("--val-size", type=positive_int, default=d.n_val,
+                   help="validation images carved from the 60,000 (default %(default)s)")
+    p.add_argument("--sampler", default=d.sampler, choices=SAMPLERS,
+                   help="tpe: multivariate TPE with constant liar, learns the budget's edge; "
+                        "random: uniform (default %(default)s)")
+    p.add_argument("--pruner", default=d.pruner, choices=PRUNERS,
+                   help="stops weak candidates after an epoch or two; the last epoch is never "
+                        "pruned (default %(default)s: nothing is pruned)")
+    p.add_argument("--space", type=int, default=d.space, choices=SPACE_VERSIONS,
+                   help="search space version: 1 draws absolute widths; 2 draws the shape and "
+                        "relative widths and scales them to fill --max-params, with one label "
+                        "per network and a receptive-field floor for global-pool heads (a "
+                        "study keeps the version it was made with) (default %(default)s)")
+    p.add_argument("--train-space", default=d.train_space, choices=TRAIN_SPACES,
+                   help="fixed: every candidate trains with --lr, --batch-size and the default "
+                        "recipe; sweep: the search also chooses learning rate, weight decay, "
+                        "label smoothing, batch size, weight EMA and augmentation strength, "
+                        "and a candidate is its network and its settings (default %(default)s)")
+    p.add_argument("--batch-size", type=positive_int, default=d.train.batch_size,
+                   help="training batch size (default %(default)s)")
+    p.add_argument("--lr", type=positive_float, default=d.train.lr,
+                   help="peak learning rate (default %(default)s)")
+    p.add_argument("--precision", default=d.train.precision, choices=PRECISIONS,
+                   help="training precision (default %(default)s: bf16 on CUDA >= 8.0 and on "
+                        "CPUs with bf16 units, fp16 with a gradient scaler on CUDA 7.x, else fp32)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic kernels: same seed, same device, same numbers; slower "
+                        "(default: off)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--artifact-dir", default=None, help=ARTIFACT_DIR_HELP)
+    a = p.parse_args(argv)
+    if a.quick:  # the preset fills in what was not given on the command line
+        given = p.parse_args(argv, namespace=argparse.Namespace(**{k: None for k in QUICK}))
+        for k, v in QUICK.items():
+            if getattr(given, k) is None:
+                setattr(a, k, v)
+    if a.study_name is not None and not a.study_name.strip():
+        p.error("--study-name must not be empty (leave it out for the default)")
+    if a.epochs > CHALLENGE_EPOCHS and not a.allow_long:
+        p.error(f"--epochs {a.epochs} is above the challenge's {CHALLENGE_EPOCHS}; "
+                f"add --allow-long to mean it")
+    train = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, compile=a.compile,
+                        seed=a.seed, deterministic=a.deterministic, precision=a.precision)
+    cfg = SearchConfig(
+        storage=a.storage, study_name=a.study_name or default_study_name(a.max_params, a.epochs)
+        + ("-quick" if a.quick else ""),
+        trials=a.trials, workers=a.workers, max_params=a.max_params, sampler=a.sampler,
+        pruner=a.pruner, device=a.device, data_dir=a.data_dir, n_val=a.val_size,
+        seed=a.seed, train=train, proxy_epochs=a.proxy_epochs or None,
+        proxy_subset=a.proxy_subset or None, finalists=a.finalists,
+        finalist_seeds=a.finalist_seeds, timeout=a.timeout, artifact_dir=a.artifact_dir,
+        space=a.space, train_space=a.train_space, time_budget=a.time_budget)
+    return cfg, not a.no_progress
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    cfg, progress = parse_args(argv)
+    study = search(cfg, progress=progress)
+    print(summary(study, cfg))
+    return 0
+
+
+def cli() -> None:
+    run(main, "python -m nas.search")
+
+
+if __name__ == "__main__":
+    cli()

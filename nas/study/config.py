@@ -1,0 +1,337 @@
+"""A search's study: its settings, its sampler and pruner, creating or resuming it, and the
+summary a search ends with.
+
+A study is identified by the settings that make its trials comparable (budget, split, training
+schedule); resuming it with other values is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from nas.study import artifacts, record
+from nas.errors import UserError
+from nas.training.data import DEFAULT_DATA_DIR, load_mnist
+from nas.arch.space import start_members
+from nas.study.storage import (GRACE_S, HEARTBEAT_S, JOURNAL_PREFIX, faults, has_password,
+                         open_storage, redact, study_names)
+from nas.training.trainer import TrainConfig
+
+SAMPLERS = ("tpe", "random")
+# Settings that studies of earlier releases did not record, and the value they trained with:
+# such a study resumes only with that value (the pruned full schedule on the whole split).
+UNRECORDED = {"proxy_epochs": None, "proxy_subset": None, "space": 1, "train_space": "fixed"}
+PRUNERS = ("hyperband", "sha", "median", "none")
+START_TRIALS = 10  # TPE's random startup (n_startup_trials below)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """The resolved settings of a search; saved on the study, checked on resume."""
+
+    storage: str = "sqlite:///nas.db"
+    study_name: str = ""
+    trials: int = 100
+    workers: int = 1
+    max_params: int = 20_000
+    sampler: str = "tpe"
+    # The default design follows the fidelity study (results/fidelity-20000p-15e.md, README
+    # "Two stages"): a cheap complete proxy that keeps the true top 5 in its top 5, no pruning
+    # of a 4-epoch schedule, and the fine decision left to 5 finalists on the full schedule,
+    # 3 seeds each.
+    pruner: str = "none"
+    device: str = "auto"
+    data_dir: str = str(DEFAULT_DATA_DIR)
+    n_val: int = 10_000
+    split_seed: int = 0
+    seed: int = 0
+    train: TrainConfig = field(default_factory=TrainConfig)  # the full schedule
+    proxy_epochs: int | None = 4  # the search stage's own short schedule; None: the full one
+    proxy_subset: int | None = 10_000  # at most this many training images in the search stage;
+    # None: the whole split
+    finalists: int = 5  # architectures retrained with the full schedule at the end
+    finalist_seeds: int = 3  # seeds of each finalist: the measured seed std is ~0.2 points
+    timeout: float | None = None  # seconds for the search stage (Optuna's timeout)
+    artifact_dir: str | None = None  # the trials' files; None: beside the database (nas.study.artifacts)
+    # The search space's version (nas.arch.space): what a new study samples. Version 1
+    # stays the default until a search with version 2 has been measured (README "Results").
+    space: int = 1
+    # The training space (nas.training.space.sample_train): "fixed" trains every candidate with
+    # ``train``; "sweep" searches learning rate, weight decay, label smoothing, batch size, EMA
+    # and augmentation strength along with the architecture.
+    train_space: str = "fixed"
+    time_budget: float | None = None  # seconds for the whole run (nas.study.budget.fit_budget)
+    # Optuna's heartbeat on RDB storages: seconds between a running trial's heartbeats, and
+    # of silence after which another process marks the trial FAIL (short ones in tests only).
+    heartbeat: tuple[int, int] = (HEARTBEAT_S, GRACE_S)
+
+    def search_train(self) -> TrainConfig:
+        """The search stage's training settings: the full ones on the proxy schedule."""
+        return replace(self.train, epochs=min(self.proxy_epochs or self.train.epochs,
+                                              self.train.epochs))
+
+    def identity(self) -> dict[str, Any]:
+        """What must match for trials to be comparable: resuming with other values is refused.
+        (How many finalists, on how many seeds, may change from run to run.)"""
+        return {"max_params": self.max_params, "n_val": self.n_val, "split_seed": self.split_seed,
+                "train": self.train.to_dict(), "proxy_epochs": self.proxy_epochs,
+                "proxy_subset": self.proxy_subset, "space": self.space,
+                "train_space": self.train_space}
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """The search's sampler, seeded per trial (see :class:`TrialSeeded`)."""
+    def make(trial_seed: int) -> optuna.samplers.BaseSampler:
+        if name == "random":
+            return optuna.samplers.RandomSampler(seed=trial_seed)
+        with warnings.catch_warnings():  # multivariate/group are flagged experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # constant_liar: parallel workers don't all sample the same point.
+            return optuna.samplers.TPESampler(seed=trial_seed, multivariate=True, group=True,
+                                              constant_liar=True,
+                                              n_startup_trials=START_TRIALS)
+
+    return TrialSeeded(make, seed)
+
+
+class TrialSeeded(optuna.samplers.BaseSampler):
+    """A sampler made afresh for every trial, seeded from ``(seed, trial number)``.
+
+    Trial numbers are handed out by the storage, once each, across processes and restarts. So
+    a resumed search, or a second process on the same study, never replays the random draws
+    of earlier trials (a sampler seeded once per process would propose the same first
+    candidates on every start), while one uninterrupted run with a given ``--seed`` stays
+    reproducible. TPE keeps no state between trials beyond its random generator: it reads the
+    history from the study each time.
+    """
+
+    def __init__(self, make: Callable[[int], optuna.samplers.BaseSampler], seed: int) -> None:
+        self._make, self._seed = make, seed
+        self._inner = make(seed)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        mixed = hashlib.sha256(f"{self._seed}/{trial.number}".encode()).digest()
+        self._inner = self._make(int.from_bytes(mixed[:4], "little"))
+        self._inner.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: optuna.Study,
+                                    trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return self._inner.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return self._inner.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        return self._inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        self._inner.after_trial(study, trial, state, values)
+
+
+def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs,
+                                              reduction_factor=3)
+    if name == "sha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+    return optuna.pruners.NopPruner()
+
+
+def default_study_name(max_params: int, epochs: int) -> str:
+    return f"mnist-{max_params}p-{epochs}e"
+
+
+STORAGE_VAR = "NAS_STORAGE"  # what printed commands say instead of a URL with a password
+
+
+def shell_storage(storage: str) -> str:
+    """``storage`` as a shell word for a printed command: quoted (shlex), or, for a URL with
+    a password, ``"$NAS_STORAGE"`` (the password is never printed; :func:`storage_note` says
+    what to set it to)."""
+    return f'"${STORAGE_VAR}"' if has_password(storage) else shlex.quote(storage)
+
+
+def storage_note(storage: str) -> str | None:
+    """The line that goes with commands printed for a storage with a password; else None."""
+    if not has_password(storage):
+        return None
+    return (f"(set {STORAGE_VAR} to {redact(storage)} with its password, which is not printed: "
+            f"read -rs {STORAGE_VAR}; export {STORAGE_VAR})")
+
+
+def dashboard_command(storage: str, artifact_dir: str | None = None) -> str:
+    """The optuna-dashboard command that shows the study and its artifacts, shell-quoted; a
+    password stays out of it (:func:`shell_storage`)."""
+    files = f" --artifact-dir {shlex.quote(str(artifacts.artifact_dir(storage, artifact_dir)))}"
+    if storage.startswith(JOURNAL_PREFIX):
+        return f"optuna-dashboard {shlex.quote(storage[len(JOURNAL_PREFIX):])}{files}"
+    return f"optuna-dashboard {shell_storage(storage)}{files}"
+
+
+# -- the study ---------------------------------------------------------------------------------
+def prepare_study(cfg: SearchConfig) -> optuna.Study:
+    """Create the study, or check that an existing one was made by nas with the same settings
+    and the same data. Stale trials of dead processes are marked FAIL first."""
+    mnist = load_mnist(cfg.data_dir)
+    identity = {**cfg.identity(), "data": mnist.fingerprint()}
+    storage = open_storage(cfg.storage, heartbeat=cfg.heartbeat)
+    with faults(cfg.storage):
+        exists = cfg.study_name in study_names(storage)
+        study = optuna.create_study(storage=storage, study_name=cfg.study_name,
+                                    direction="maximize", load_if_exists=True)
+        if exists:
+            old = _identity_of(study)
+            if old is None:
+                record.check_made_by_nas(study, cfg.storage)
+            diff = _differences({**UNRECORDED, **old}, identity)
+            if diff:
+                space = {**UNRECORDED, **old}["space"]
+                hint = f" (it samples search space version {space}: pass --space {space})" \
+                    if diff == ["space"] else ""
+                raise UserError(f"study {cfg.study_name!r} in {redact(cfg.storage)} was made "
+                                f"with other "
+                                f"settings ({', '.join(diff)} differ): pass another "
+                                f"--study-name{hint}")
+            record.fail_stale_trials(study)
+        else:
+            record.write_study(study, identity, {
+                "name": "MNIST", "source": mnist.source, "train": len(mnist.train) - cfg.n_val,
+                "validation": cfg.n_val, "split_seed": cfg.split_seed,
+                "test": "not used during search"}, cfg.max_params, cfg.train.epochs)
+        record.write_last_command(study, sys.argv, asdict(cfg))
+    return study
+
+
+def enqueue_start(study: optuna.Study, cfg: SearchConfig, remaining: int) -> int:
+    """Queue the first candidates of a study that has trained nothing and queued nothing:
+    ``START_TRIALS`` (at most ``remaining``) distinct random members that fit the budget
+    (:func:`nas.arch.space.random_members`, seeded by ``--seed``). They are TPE's random
+    startup, drawn uniformly over the *feasible* members: under a tight budget a sampler that
+    has seen only rejections searches blind (at 8,000 parameters 9 in 10 uniform draws are over
+    it, and TPE's first 300 draws found none). Returns how many were queued."""
+    trials = study.get_trials(deepcopy=False)
+    if any(record.was_trained(t) or t.state == TrialState.WAITING for t in trials):
+        return 0
+    try:
+        members = start_members(cfg.space, min(START_TRIALS, remaining), cfg.max_params,
+                                cfg.seed)
+    except ValueError:  # a budget at the space's edge: the sampler finds its own way
+        return 0
+    for params in members:
+        study.enqueue_trial(params, skip_if_exists=True)
+    return len(members)
+
+
+def _identity_of(study: optuna.Study, wait_s: float = 5.0) -> dict[str, Any] | None:
+    """The study's identity; a study another process has just created gets a moment to
+    write it before it is taken for a foreign one."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        identity = record.identity_of(study)
+        if identity is not None or study.get_trials(deepcopy=False) or \
+                time.monotonic() > deadline:
+            return identity
+        time.sleep(0.2)
+        study = optuna.load_study(study_name=study.study_name, storage=study._storage)
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Keys whose values differ. Only keys both sides have count: a setting a study from an
+    earlier release did not record cannot be compared (it trained with that release's
+    defaults), anything it did record must match."""
+    out = []
+    for k in old.keys() & new.keys():
+        if isinstance(old[k], dict) and isinstance(new[k], dict):
+            out += [f"{k}.{d}" for d in _differences(old[k], new[k])]
+        elif old[k] != new[k]:
+            out.append(k)
+    return sorted(out)
+
+
+def finalist_markdown(study: optuna.Study, epochs: int) -> str:
+    """The finalist table as Markdown, for the study's dashboard note."""
+    final = record.finalists(study)
+    if not final:
+        return "No finalist has finished yet."
+    rows = [f"Validation accuracy after the full {epochs}-epoch schedule; the first row is the "
+            f"pick.", "", "| trial | finalist of | mean | ± SE | std | seeds | params | "
+            "candidate |", "|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for f in final:
+        t = f.runs[0]
+        rows.append(f"| {t.number} | #{record.finalist_of(t)} | {f.mean:.2%} | {f.se:.2%} | "
+                    f"{f.std:.2%} | {len(f.runs)} | {record.params_of_trial(t):,} | "
+                    f"`{f.key}` |")
+    if len(final) > 1:
+        rows += ["", pick_line(final[0], final[1])]
+    return "\n".join(rows)
+
+
+def pick_line(best: record.Finalist, runner_up: record.Finalist) -> str:
+    """Whether the pick is ahead of the runner-up by more than its standard error, in words."""
+    c = record.compare(best, runner_up)
+    paired = (f", paired on the same {c.images:,} validation images ± {c.se_paired:.2%}"
+              if c.se_paired is not None else "")
+    ahead = (f"{best.runs[0].number} vs {runner_up.runs[0].number}: "
+             f"{c.difference:+.2%} (SE over seeds ± {c.se_seeds:.2%}{paired})")
+    if c.tie:
+        return (f"pick: a tie within the standard error, trial {ahead}; export and replay take "
+                f"the first (higher mean, then more seeds, then the earlier trial)")
+    return f"pick: trial {ahead}, ahead by more than its standard error"
+
+
+def summary(study: optuna.Study, cfg: SearchConfig, top: int = 5) -> str:
+    """The best trials, the finalists, and the exact commands to browse, export and replay."""
+    trials = study.get_trials(deepcopy=False)
+    done = record.completed(study)
+    n_trained = sum(record.was_trained(t) for t in trials)
+    count = {o: record.count_outcome([t for t in trials if record.stage_of(t) == record.SEARCH],
+                                     o) for o in record.OUTCOMES}
+    lines = [f"study {study.study_name!r} in {redact(cfg.storage)}: {n_trained} trained "
+             f"({len(done)} complete, {count[record.PRUNED]} pruned, {count[record.FAILED]} "
+             f"failed), {count[record.REJECTED]} rejected before training, "
+             f"{count[record.DUPLICATE]} duplicates",
+             record.search_cost(study, cfg.train.epochs).line()]
+    if done:
+        epochs = cfg.search_train().epochs
+        lines.append(f"{'trial':>6} {'val acc':>8} {'params':>7} {'RF':>4}  architecture "
+                     f"(search stage, {epochs} epochs)")
+        for t in done[:top]:
+            lines.append(f"{t.number:>6} {t.value:>8.2%} {record.params_of_trial(t):>7,} "
+                         f"{record.rf_of(t):>4}  {record.spec_of(t).key()}")
+    final = record.finalists(study)
+    if final:
+        lines += ["", f"finalists ({cfg.train.epochs} epochs, validation accuracy over seeds; "
+                      f"the first is the pick):",
+                  f"{'trial':>6} {'of':>5} {'mean':>7} {'± SE':>6} {'std':>6} {'seeds':>5} "
+                  f"{'params':>7}  architecture"]
+        for f in final:
+            t = f.runs[0]
+            lines.append(f"{t.number:>6} {'#' + str(record.finalist_of(t)):>5}"
+                         f" {f.mean:>7.2%} {f.se:>6.2%} {f.std:>6.2%} {len(f.runs):>5} "
+                         f"{record.params_of_trial(t):>7,}  {f.key}")
+        if len(final) > 1:
+            lines.append(pick_line(final[0], final[1]))
+    # Commands the user can paste: every word shell-quoted, a password never shown.
+    s, n = shell_storage(cfg.storage), shlex.quote(study.study_name)
+    a = f" --artifact-dir {shlex.quote(cfg.artifact_dir)}" if cfg.artifact_dir is not None else ""
+    lines += ["", f"browse:  {dashboard_command(cfg.storage, cfg.artifact_dir)}",
+              f"export:  python -m nas.export --storage {s} --study-name {n}{a} --out export",
+              f"replay:  python -m nas.replay --storage {s} --study-name {n}{a} --seeds 5"]
+    note = storage_note(cfg.storage)
+    return "\n".join(lines + ([note] if note else []))

@@ -1,0 +1,447 @@
+"""Running a search: worker processes, the training slots they share, signals, progress.
+
+``search(cfg)`` adds candidates until the study holds ``cfg.trials`` trained ones, and never
+touches earlier trials. With ``cfg.workers`` > 1 it runs that many processes against the same
+study; a shared counter hands out exactly the remaining number of training slots, so the total
+is exact whatever the number of workers.
+
+Stopping is safe at any point. SIGTERM or SIGINT (Ctrl-C) to the search stops its workers
+too: each marks its running trial FAIL with outcome ``interrupted``, and the search exits
+143 or 130. A worker that dies (kill -9, out of memory) is noticed within a fraction of a
+second; the search then stops the others and says which one died. Workers die with their
+parent even when it is killed with SIGKILL. Trials left RUNNING by a dead process are marked
+FAIL when the next search starts, so the count of trained trials stays exact.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import replace
+from typing import Any
+
+import optuna
+import torch
+
+from nas.study import record
+from nas.errors import UserError
+from nas.study.artifacts import open_store
+from nas.study.budget import describe, fit_budget, measure_rate, plan_stages
+from nas.training.data import load_mnist
+from nas.arch.plan import param_count
+from nas.study.objective import Objective
+from nas.study.processes import Interrupted, WorkerDied, die_with_parent, handle_signals
+from nas.arch.space import smallest
+from nas.study.storage import (check_url, check_writable, faults, open_storage,
+                         quiet_storage_faults_in_threads)
+from nas.study.config import (SearchConfig, enqueue_start, finalist_markdown, make_pruner,
+                       make_sampler, prepare_study)
+from nas.training.trainer import EpochReport, TrainingDiverged, resolve_device
+
+MAX_REJECTS_IN_A_ROW = 2000  # a budget that the sampler can hardly meet: stop, don't spin
+STOP_GRACE_S = 30  # how long stopped workers get to record their interrupted trial
+# The most worker processes one machine runs (--workers): on CPU, WORKERS_PER_CORE per usable
+# core (more only time-slice the same cores and multiply memory); on CUDA, WORKERS_PER_GPU
+# (they share one device, one CUDA context each); and on either, one per WORKER_MEMORY of the
+# memory available now (a worker holds torch, the data and a candidate: 0.9 GiB peak, measured
+# by nas.bench on the full MNIST).
+WORKERS_PER_CORE, WORKERS_PER_GPU, WORKER_MEMORY = 4, 8, 1 << 30
+
+
+def max_workers(device: torch.device, cores: int | None = None,
+                memory: int | None = None) -> tuple[int, str]:
+    """How many worker processes this machine can run on ``device`` (at least 1), and why, in
+    words. ``cores`` (usable CPU cores) and ``memory`` (bytes available) default to this
+    machine's."""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+            (os.cpu_count() or 1)
+    if memory is None:
+        memory = _available_memory()
+    if device.type == "cuda":
+        n, why = WORKERS_PER_GPU, f"{WORKERS_PER_GPU} per CUDA device"
+    else:
+        n, why = WORKERS_PER_CORE * cores, f"{WORKERS_PER_CORE} per CPU core, {cores} cores"
+    if memory is not None and memory // WORKER_MEMORY < n:
+        n, why = memory // WORKER_MEMORY, (f"{WORKER_MEMORY / 2**30:.0f} GiB of memory each, "
+                                           f"{memory / 2**30:.1f} GiB available")
+    return max(1, int(n)), why
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to new processes (Linux's MemAvailable); None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+class Tickets:
+    """Training slots shared by the workers of one run: ``take()`` is atomic across processes."""
+
+    def __init__(self, n: int, ctx: Any = mp) -> None:
+        self.left = ctx.Value("i", n)
+        self.done = ctx.Value("i", 0)
+
+    def take(self) -> bool:
+        with self.left.get_lock():
+            if self.left.value <= 0:
+                return False
+            self.left.value -= 1
+            return True
+
+    def finished(self) -> None:
+        with self.done.get_lock():
+            self.done.value += 1
+
+
+def run_worker(cfg: SearchConfig, stage: str, tickets: Tickets, progress: bool,
+               deadline: float | None = None) -> None:
+    """Train until the tickets run out (or, in the search stage, ``deadline`` passes). One
+    process, one device context. In the search stage a ticket is one trained candidate
+    (rejected and duplicate ones are free); in the finalist stage, one queued finalist run.
+
+    Raises :class:`nas.study.storage.StorageError` (one line) for a storage fault, and whatever
+    interrupts it (:class:`Interrupted`), after its running trial was marked FAIL.
+    """
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures get our one-line notes
+    if cfg.workers > 1 and torch.get_num_threads() > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.workers))
+    device = resolve_device(cfg.device)
+    mnist = load_mnist(cfg.data_dir)
+    tr, val = mnist.search_splits(cfg.n_val, cfg.split_seed)
+    tr, val = tr.to(device), val.to(device)
+    search_cfg = cfg.search_train()
+    # The same images for every candidate (and every worker): seeded by the split's seed.
+    # A subset at least as large as the split is the split (e.g. the default on small data).
+    search_tr = tr.subset(cfg.proxy_subset, cfg.split_seed) \
+        if cfg.proxy_subset and cfg.proxy_subset < len(tr) else tr
+    with faults(cfg.storage):
+        storage = open_storage(cfg.storage, heartbeat=cfg.heartbeat)
+        study = optuna.load_study(study_name=cfg.study_name, storage=storage,
+                                  sampler=make_sampler(cfg.sampler, cfg.seed),
+                                  pruner=make_pruner(cfg.pruner, search_cfg.epochs))
+        if stage == record.SEARCH:
+            bars = _Bars(study, cfg.trials, record.count_trained(study), search_cfg.epochs,
+                         progress, "trials")
+        else:
+            bars = _Bars(study, tickets.left.value, 0, cfg.train.epochs, progress, "finalists")
+        objective = Objective(search_tr, val, search_cfg, cfg.max_params, device,
+                              on_epoch=bars.epoch, finalist_cfg=cfg.train, finalist_split=tr,
+                              artifacts=open_store(cfg.storage, cfg.artifact_dir, create=True),
+                              space=cfg.space, train_space=cfg.train_space)
+        # A diverged or out-of-memory candidate fails alone; anything else is a bug.
+        catch = (TrainingDiverged, torch.OutOfMemoryError)
+        try:
+            while (deadline is None or time.time() < deadline) and tickets.take():
+                if stage == record.FINALIST:
+                    bars.start_trial()
+                    while _optimize(study, objective, bars, n_trials=1, catch=catch) is False:
+                        pass  # its run was queued again: this ticket takes it
+                else:
+                    until = _UntilTrained(bars)
+                    while True:
+                        lost = _optimize(study, objective, bars, n_trials=MAX_REJECTS_IN_A_ROW,
+                                         callbacks=[until], catch=catch,
+                                         timeout=deadline and max(0.0, deadline - time.time()))
+                        if lost is None or lost:
+                            until.trained = until.trained or bool(lost)
+                            break
+                    if not until.trained:
+                        if deadline is not None and time.time() >= deadline:
+                            break  # --timeout: the search stage ends here
+                        raise UserError(f"{MAX_REJECTS_IN_A_ROW} candidates in a row were "
+                                        f"over --max-params {cfg.max_params:,}, invalid or "
+                                        f"already trained: raise the budget")
+                tickets.finished()
+                bars.trial_done()
+        finally:
+            bars.close()
+
+
+def _optimize(study: optuna.Study, objective: Objective, bars: _Bars,
+              **kwargs: Any) -> bool | None:
+    """``study.optimize(objective, **kwargs)``, surviving a trial that another process failed
+    meanwhile (:class:`nas.study.objective.TrialLost`: Optuna's heartbeat failed it while this
+    process was paused): that is one line, and the run goes on. Returns None when no trial
+    was lost, else whether the lost trial's training was recorded (on a new trial; False:
+    its candidate was queued again)."""
+    try:
+        study.optimize(objective, **kwargs)
+    except Exception:
+        # Optuna's tell raises ("Cannot tell a FAIL trial", or an AssertionError in its
+        # logging) after the objective raised TrialLost: the objective kept the real story.
+        if objective.lost is None:
+            raise
+    lost, objective.lost = objective.lost, None
+    if lost is None:
+        return None
+    bars.write(str(lost))
+    return lost.trained
+
+
+class _UntilTrained:
+    """An Optuna callback that stops ``optimize`` at the first trial that went to training
+    (rejected and duplicate candidates cost milliseconds and do not count toward
+    ``--trials``), and says in one line why a trial failed."""
+
+    def __init__(self, bars: _Bars) -> None:
+        self.bars, self.trained = bars, False
+        bars.start_trial()
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if record.outcome_of(trial) == record.FAILED:
+            self.bars.write(f"trial {trial.number} failed: {record.reason_of(trial)}")
+        if record.was_trained(trial):
+            self.trained = True
+            study.stop()
+        else:
+            self.bars.start_trial()
+
+
+def _worker_main(cfg: SearchConfig, stage: str, tickets: Tickets, deadline: float | None,
+                 errors: Any) -> None:
+    """A worker process: dies with its parent; SIGTERM/SIGINT stop it cleanly; a user error
+    or storage fault goes back to the parent as one line."""
+    die_with_parent()
+    quiet_storage_faults_in_threads()  # Optuna's heartbeat thread: the worker reports it
+    try:
+        with handle_signals():
+            run_worker(cfg, stage, tickets, progress=False, deadline=deadline)
+    except Interrupted as e:
+        sys.exit(e.exit_code)  # quietly: the parent reports for all
+    except UserError as e:
+        errors.put(str(e))
+        sys.exit(2)
+
+
+class _Bars:
+    """tqdm: one bar over trained trials with the best accuracy so far, one over epochs."""
+
+    def __init__(self, study: optuna.Study, total: int, initial: int, epochs: int,
+                 enabled: bool, desc: str) -> None:
+        from tqdm.auto import tqdm
+
+        # tqdm's default lock is a multiprocessing semaphore: a worker killed with -9 would
+        # leave it behind ("leaked semaphore" at exit). One process, one thread: a plain lock.
+        tqdm.set_lock(threading.RLock())
+        self.study, self.epochs, self.enabled, self.tqdm = study, epochs, enabled, tqdm
+        self.outer = tqdm(total=total, initial=initial, desc=desc, unit="trial",
+                          disable=not enabled, dynamic_ncols=True)
+        self.inner = None
+        self._refresh_best()
+
+    def _refresh_best(self) -> None:
+        if not self.enabled:
+            return
+        done = record.completed(self.study)
+        if done:
+            best = done[0]
+            self.outer.set_postfix_str(f"best {best.value:.2%} (#{best.number}, "
+                                       f"{record.params_of_trial(best):,} params)")
+
+    def start_trial(self) -> None:
+        if self.inner is not None:
+            self.inner.close()
+        self.inner = self.tqdm(total=self.epochs, desc="  epochs", unit="ep", leave=False,
+                               disable=not self.enabled, dynamic_ncols=True)
+
+    def epoch(self, trial: optuna.Trial, r: EpochReport) -> None:
+        if self.inner is not None:
+            self.inner.set_description(f"  trial {trial.number}")
+            self.inner.update(1)
+            self.inner.set_postfix_str(f"val {r.accuracy:.2%}")
+
+    def trial_done(self) -> None:
+        self.outer.update(1)
+        self._refresh_best()
+
+    def write(self, line: str) -> None:
+        """One line to stderr, above the bars."""
+        self.tqdm.write(line, file=sys.stderr)
+
+    def close(self) -> None:
+        if self.inner is not None:
+            self.inner.close()
+        self.outer.close()
+
+
+def search(cfg: SearchConfig, progress: bool = True) -> optuna.Study:
+    """Run (or resume) the search: the search stage until the study holds ``cfg.trials``
+    trained candidates (or ``cfg.timeout`` seconds pass), then the finalist stage: the
+    ``cfg.finalists`` best retrained with the full schedule on ``cfg.finalist_seeds`` seeds.
+    The test images are never read."""
+    started = time.time()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our bars and summary say it all
+    check_url(cfg.storage)
+    check_writable(cfg.storage)
+    device = resolve_device(cfg.device)  # fail before any work if e.g. cuda is absent
+    most, why = max_workers(device)
+    if cfg.workers > most:
+        raise UserError(f"--workers {cfg.workers} is more than this machine can run: at most "
+                        f"{most} ({why})")
+    if param_count(smallest(cfg.space)) > cfg.max_params:
+        raise UserError(f"--max-params {cfg.max_params:,} is below the smallest network in the "
+                        f"search space ({param_count(smallest(cfg.space)):,} parameters)")
+    n_train = len(load_mnist(cfg.data_dir).train)
+    if cfg.n_val >= n_train:
+        raise UserError(f"--val-size {cfg.n_val:,} leaves no training images "
+                        f"(the data has {n_train:,})")
+    if cfg.train.batch_size > n_train - cfg.n_val:
+        raise UserError(f"--batch-size {cfg.train.batch_size:,} is larger than the "
+                        f"{n_train - cfg.n_val:,} training images")
+    if cfg.proxy_subset is not None and cfg.proxy_subset < cfg.train.batch_size:
+        raise UserError(f"--proxy-subset {cfg.proxy_subset:,} is smaller than the batch size "
+                        f"({cfg.train.batch_size:,})")
+    study = prepare_study(cfg)
+    trained = record.count_trained(study)
+    cfg, finalist_deadline = _plan(cfg, device, trained, n_train - cfg.n_val, started, progress)
+    deadline = time.time() + cfg.timeout if cfg.timeout else None
+    remaining = cfg.trials - trained
+    if remaining > 0:
+        with faults(cfg.storage):
+            enqueue_start(study, cfg, remaining)
+        _run_stage(cfg, record.SEARCH, remaining, progress, deadline)
+    if cfg.finalists > 0:
+        with faults(cfg.storage):
+            pending = record.enqueue_finalists(study, cfg.finalists, cfg.finalist_seeds)
+        if pending:
+            _run_stage(cfg, record.FINALIST, pending, progress, finalist_deadline)
+            if finalist_deadline is not None and time.time() >= finalist_deadline:
+                _say("--time-budget: the finalist runs still queued stay queued (the same "
+                     "command goes on with them)")
+        with faults(cfg.storage):  # the pick, where optuna-dashboard shows the study
+            record.write_finalist_note(study, finalist_markdown(study, cfg.train.epochs))
+    return study
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _plan(cfg: SearchConfig, device: torch.device, trained: int, n_split: int,
+          started: float, progress: bool) -> tuple[SearchConfig, float | None]:
+    """Say what the run will do and about how long it takes here (with progress shown, or a
+    time budget); with ``cfg.time_budget``, fit the run into it (nas.study.budget.fit_budget).
+    Returns the settings to run with and the time after which no finalist run starts (one
+    would not finish within the budget), or None."""
+    if cfg.time_budget is None and not progress:
+        return cfg, None
+    rate = measure_rate(device, cfg)
+    remaining = max(cfg.trials - trained, 0)
+    final_run = plan_stages(cfg, 1, 1, n_split)[1].run_seconds(rate)
+    finalist_deadline = None
+    if cfg.time_budget is not None:
+        end = started + cfg.time_budget
+        if remaining:
+            try:
+                fitted, how = fit_budget(replace(cfg, trials=remaining), end - time.time(),
+                                         rate, n_split)
+            except ValueError as e:
+                raise UserError(str(e)) from None
+            cfg = replace(fitted, trials=fitted.trials + trained)
+            remaining = fitted.trials
+            _say(how)
+        finalist_deadline = end - final_run
+    stages = plan_stages(cfg, remaining, cfg.finalists * cfg.finalist_seeds, n_split)
+    _say("plan (an estimate, from a measured rate):\n" + "\n".join(describe(stages, rate)))
+    return cfg, finalist_deadline
+
+
+def _run_stage(cfg: SearchConfig, stage: str, n: int, progress: bool,
+               deadline: float | None) -> None:
+    """``n`` tickets of ``stage``, in this process or in ``cfg.workers`` worker processes."""
+    if cfg.workers > 1:
+        _supervise(cfg, stage, n, progress, deadline)
+        return
+    try:
+        with handle_signals():
+            run_worker(cfg, stage, Tickets(n), progress, deadline)
+    except Interrupted:
+        with faults(cfg.storage):  # what the interrupt left RUNNING in this process
+            study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(
+                cfg.storage, heartbeat=cfg.heartbeat))
+            record.fail_stale_trials(study, this_process_ended=True)
+        raise
+
+
+def _supervise(cfg: SearchConfig, stage: str, n: int, progress: bool,
+               deadline: float | None) -> None:
+    """Run ``cfg.workers`` worker processes until the ``n`` tickets run out; stop them all on
+    a signal, on a worker's error or death."""
+    from tqdm.auto import tqdm
+
+    tqdm.set_lock(threading.RLock())  # see _Bars
+    ctx = mp.get_context("spawn")  # CUDA cannot be forked; one context per process
+    tickets, errors = Tickets(n, ctx), ctx.SimpleQueue()
+    procs = [ctx.Process(target=_worker_main, args=(cfg, stage, tickets, deadline, errors),
+                         name=f"worker {w}") for w in range(cfg.workers)]
+    total, done = (cfg.trials, cfg.trials - n) if stage == record.SEARCH else (n, 0)
+    what = "trials" if stage == record.SEARCH else "finalist runs"
+    bar = tqdm(total=total, initial=done, desc=f"{what} ({cfg.workers} workers)", unit="trial",
+               disable=not progress, dynamic_ncols=True)
+    try:
+        with handle_signals():
+            for p in procs:
+                try:
+                    p.start()
+                except OSError as e:  # e.g. EAGAIN: the process limit
+                    raise UserError(f"could not start {p.name}: {e.strerror or e}; "
+                                    f"try fewer --workers") from None
+            while any(p.is_alive() for p in procs):
+                time.sleep(0.2)
+                bar.n = done + tickets.done.value
+                bar.refresh()
+                _check(procs, errors)
+            _check(procs, errors)
+    except BaseException as e:
+        # The workers get the signal the search got (so their trials say which), else SIGTERM.
+        _stop(procs, getattr(e, "signum", signal.SIGTERM))
+        with faults(cfg.storage):
+            study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(
+                cfg.storage, heartbeat=cfg.heartbeat))
+            record.fail_stale_trials(study)  # trials of workers that had to be killed
+        raise
+    finally:
+        bar.close()
+
+
+def _check(procs: list[Any], errors: Any) -> None:
+    """Raise at once if a worker ended with an error or was killed."""
+    for p in procs:
+        if p.exitcode in (None, 0):
+            continue
+        if not errors.empty():
+            raise UserError(f"{p.name}: {errors.get()}")
+        if p.exitcode < 0:
+            how = f"was killed by {signal.Signals(-p.exitcode).name}"
+        elif p.exitcode > 128:
+            how = f"was stopped by {signal.Signals(p.exitcode - 128).name}"
+        else:
+            how = f"exited with status {p.exitcode}"
+        raise WorkerDied(f"{p.name} (pid {p.pid}) {how}; the other workers were stopped and "
+                         f"its trial marked failed: run the same command to go on")
+
+
+def _stop(procs: list[Any], signum: int) -> None:
+    """``signum`` to every live worker, a grace period to record its trial, then SIGKILL.
+    Workers that were never started (a signal or error while starting them) are skipped:
+    multiprocessing cannot join those."""
+    procs = [p for p in procs if p.pid is not None]
+    for p in procs:
+        if p.is_alive():
+            os.kill(p.pid, signum)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join()

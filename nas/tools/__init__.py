@@ -1,0 +1,1 @@
+"""Applications beside the core: the benchmark and the fidelity study."""

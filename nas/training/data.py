@@ -1,0 +1,172 @@
+"""MNIST from its original IDX files, as uint8 tensors, read once per process.
+
+The repository ships the four files under ``data/MNIST/raw/`` (see ``data/README.md`` for their
+provenance and licence), so nothing needs the network. Another ``--data-dir`` may hold them
+either directly or under ``MNIST/raw/``, gzip-compressed or not; when they are absent we try
+torchvision's download, and when that fails too we say in one line what to put where.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nas.errors import DataError
+
+FILES = {
+    "train_x": "train-images-idx3-ubyte",
+    "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte",
+    "test_y": "t10k-labels-idx1-ubyte",
+}
+SIZE, CLASSES = (28, 28), 10  # what load_mnist accepts: MNIST's images and labels
+# The repository's own copy: <repo>/data, next to the package.
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+
+
+@dataclass(frozen=True)
+class Split:
+    """Images (uint8, N x H x W) and labels (int64, N), on whatever device they were put."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.x.to(device), self.y.to(device))
+
+    def subset(self, n: int, seed: int = 0) -> Split:
+        """The first ``n`` images of a permutation seeded by ``seed``: the same images on
+        every call, every device and every process."""
+        if not 0 < n <= len(self):
+            raise DataError(f"a subset must have between 1 and {len(self):,} images, got {n:,}")
+        pick = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+        return Split(self.x[pick.to(self.x.device)], self.y[pick.to(self.y.device)])
+
+
+@dataclass(frozen=True)
+class MNIST:
+    train: Split  # the 60,000 training images
+    test: Split  # the 10,000 test images: reporting only, never selection
+    source: str  # where the files were read from
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the data a search trains and validates on: the training images'
+        count and a content hash of them and their labels (the decompressed contents, so a
+        gzip and a raw copy agree). The test images take no part, not even here."""
+        h = hashlib.sha256()
+        for t in (self.train.x, self.train.y):
+            h.update(t.contiguous().numpy().tobytes())
+        return {"name": "MNIST", "train": len(self.train), "sha256": h.hexdigest()}
+
+    def search_splits(self, n_val: int = 10_000, seed: int = 0) -> tuple[Split, Split]:
+        """(train, validation) carved from the training images by a fixed permutation.
+
+        The test images take no part: the search selects on validation accuracy only.
+        """
+        n = len(self.train)
+        if not 0 < n_val < n:
+            raise DataError(f"validation size must be between 1 and {n - 1}, got {n_val}")
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        val, tr = perm[:n_val], perm[n_val:]
+        return (Split(self.train.x[tr], self.train.y[tr]),
+                Split(self.train.x[val], self.train.y[val]))
+
+
+def read_idx(path: Path) -> torch.Tensor:
+    """Read one IDX file (gzip or raw) into a uint8 tensor of the shape its header gives."""
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise DataError(f"cannot read {path}: {e}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path} is not an unsigned-byte IDX file")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path} is truncated (header)")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    count = 1
+    for s in shape:
+        count *= s
+    if len(raw) - header != count:
+        raise DataError(f"{path} is truncated: expected {count:,} data bytes for shape "
+                        f"{tuple(shape)}, found {len(raw) - header:,}")
+    if count == 0:  # frombuffer refuses an empty buffer; load_mnist says what is wrong
+        return torch.zeros(shape, dtype=torch.uint8)
+    data = torch.frombuffer(bytearray(raw[header:]), dtype=torch.uint8)
+    return data.reshape(shape)
+
+
+def _locate(data_dir: Path) -> Path | None:
+    """The folder under ``data_dir`` that holds all four files, or None."""
+    for d in (data_dir, data_dir / "MNIST" / "raw", data_dir / "raw"):
+        if all(_file(d, stem) for stem in FILES.values()):
+            return d
+    return None
+
+
+def _file(d: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        if (d / name).is_file():
+            return d / name
+    return None
+
+
+def _download(data_dir: Path) -> bool:
+    """Try torchvision's download into ``data_dir/MNIST/raw``; False when it fails."""
+    try:
+        from torchvision.datasets import MNIST as TvMNIST
+
+        TvMNIST(str(data_dir), download=True)
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not available offline"
+        return False
+
+
+@lru_cache(maxsize=4)
+def load_mnist(data_dir: str | Path | None = None, download: bool = True) -> MNIST:
+    """Load MNIST from ``data_dir`` (default: the repository's copy), once per process."""
+    root = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
+    d = _locate(root)
+    if d is None and download and _download(root):
+        d = _locate(root)
+    if d is None:
+        names = ", ".join(s + ".gz" for s in FILES.values())
+        raise DataError(f"MNIST not found in {root} and could not be downloaded: put {names} "
+                        f"in {root / 'MNIST' / 'raw'} (or pass --data-dir)")
+    t = {k: read_idx(_file(d, stem)) for k, stem in FILES.items()}  # type: ignore[arg-type]
+    for part in ("train", "test"):
+        x, y = t[f"{part}_x"], t[f"{part}_y"]
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            raise DataError(f"{d}: {part} images {tuple(x.shape)} and labels {tuple(y.shape)} "
+                            f"do not match")
+        if len(x) == 0:
+            raise DataError(f"{d}: the {part} files hold no images")
+        if tuple(x.shape[1:]) != SIZE:
+            raise DataError(f"{d}: {part} images are {x.shape[1]}x{x.shape[2]}, MNIST's are "
+                            f"{SIZE[0]}x{SIZE[1]}")
+        if int(y.max()) >= CLASSES:
+            raise DataError(f"{d}: {part} labels run up to {int(y.max())}, MNIST's are 0 to "
+                            f"{CLASSES - 1}")
+    return MNIST(Split(t["train_x"], t["train_y"].long()),
+                 Split(t["test_x"], t["test_y"].long()), str(d))
+
+
+def write_idx(path: Path, data: torch.Tensor) -> None:
+    """Write a uint8 tensor as an IDX file (gzip when ``path`` ends in .gz). For tests/tools."""
+    data = data.to(torch.uint8).contiguous()
+    body = bytes([0, 0, 0x08, data.ndim]) + struct.pack(f">{data.ndim}I", *data.shape)
+    body += data.numpy().tobytes()
+    path.write_bytes(gzip.compress(body) if path.suffix == ".gz" else body)
