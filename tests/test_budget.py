@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from nas.study import selection
 from nas.study.budget import OVERHEAD_S, Rate, Stage, describe, fit_budget, hms, parse_duration, \
     plan_stages
 from nas.study.config import SearchConfig
@@ -78,4 +79,4 @@ def test_a_time_budget_ends_a_real_search_in_time_with_a_pick(tmp_path, tiny_mni
     assert took < 40.0 * 1.25  # its own estimate may be off; the deadlines are not
     trained = record.count_trained(study)
     assert 2 <= trained < 50  # sized down from 50 candidates
-    assert record.select_trial(study, None) is not None  # a pick, finalists or not
+    assert selection.select_trial(study, None) is not None  # a pick, finalists or not

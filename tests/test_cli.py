@@ -9,6 +9,7 @@ import sys
 import optuna
 import pytest
 
+from nas.study import selection
 from nas.cli import export, replay, search
 from nas.cli.common import run
 from tests.helpers import write_mnist
@@ -222,14 +223,12 @@ def test_export_copies_only_checkpoints_nas_wrote(capsys, study_db, tmp_path):
     that very architecture."""
     import sqlite3
 
-    from nas.study import record
-
     _, path = study_db
     with sqlite3.connect(path) as src, sqlite3.connect(tmp_path / "copy.db") as dst:
         src.backup(dst)
     url = f"sqlite:///{tmp_path / 'copy.db'}"
     study = optuna.load_study(study_name="t", storage=url)
-    best = record.select_trial(study, None)
+    best = selection.select_trial(study, None)
     secret = tmp_path / "secret.txt"
     secret.write_text("not weights")
     study.set_user_attr(f"replay:trial-{best.number}", {

@@ -9,6 +9,7 @@ import sys
 import optuna
 import torch
 
+from nas.study import selection
 from nas.arch.plan import param_count
 from nas.arch.spec import ArchSpec
 
@@ -36,8 +37,8 @@ def test_search_export_replay(tmp_path, tiny_mnist_dir):
     assert len(trained) == 3
     assert all(t.user_attrs["params"] <= 20_000 for t in trained)
     # Export and replay default to the best finalist: 3 finalists x 2 seeds ran.
-    assert len(record.finalists(study)) == 3
-    best = record.finalists(study)[0].runs[0]
+    assert len(selection.finalists(study)) == 3
+    best = selection.finalists(study)[0].runs[0]
 
     # Export before any replay: architecture files only.
     files = cli("nas.export", "--storage", db, "--out", "exp", cwd=tmp_path).split()
@@ -49,7 +50,7 @@ def test_search_export_replay(tmp_path, tiny_mnist_dir):
                          cwd=tmp_path)
     assert f"{param_count(spec):,} parameters; output shape (1, 10)" in run.stdout
     summary = (tmp_path / "exp" / "summary.md").read_text()
-    pick = record.finalists(study)[0]  # what selected it: the mean over its seeds
+    pick = selection.finalists(study)[0]  # what selected it: the mean over its seeds
     assert (f"- finalist of search-stage trial {best.user_attrs['finalist_of']}: validation "
             f"accuracy {pick.mean:.2%} ± {pick.se:.2%} (mean ± SE over {len(pick.runs)} seed(s), "
             f"final epoch of 1; this trial is seed 0)") in summary

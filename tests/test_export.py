@@ -14,6 +14,9 @@ import optuna
 import pytest
 import torch
 
+from nas.study import uploads
+from nas.study import selection
+from nas.training import checkpoint
 from nas.cli import export, replay
 from nas.study import record
 from nas.study.artifacts import default_dir, open_store
@@ -86,7 +89,7 @@ def test_trained_trials_carry_their_architecture_and_rejected_ones_say_so(replay
 def test_a_replay_is_recorded_by_artifact_id_not_by_path(replayed):
     url = f"sqlite:///{replayed / 'proj' / 'nas.db'}"
     study = optuna.load_study(study_name="t", storage=url)
-    best = record.select_trial(study, None)
+    best = selection.select_trial(study, None)
     rec = record.replay_of(study, best.number)
     assert rec["weights"] == ["seed0.pt"]
     assert sorted(rec[record.REPLAY_ARTIFACTS]) == ["model.onnx", "report.json", "report.md",
@@ -118,7 +121,7 @@ def test_exported_onnx_stands_alone_takes_raw_pixels_and_gives_the_replays_accur
     (inp,) = session.get_inputs()
     assert inp.name == INPUT_NAME and inp.type == "tensor(uint8)" and inp.shape[1:] == [1, 28, 28]
     meta = session.get_modelmeta().custom_metadata_map
-    spec = record.spec_of(record.select_trial(optuna.load_study(study_name="t", storage=url),
+    spec = record.spec_of(selection.select_trial(optuna.load_study(study_name="t", storage=url),
                                               None))
     assert meta["spec_key"] == spec.key() and meta["dataset"].startswith("MNIST")
     assert "(pixels / 255 - 0.1307) / 0.3081" in meta["input"]
@@ -183,24 +186,24 @@ def test_replays_recorded_by_path_still_read_but_only_inside_the_studys_folders(
     study.tell(t, 0.5)
     (tmp_path / "study").mkdir()
     path = tmp_path / "study" / "seed0.pt"
-    record.save_checkpoint(path, spec, build(spec).state_dict(), {}, {})
+    checkpoint.save_checkpoint(path, spec, build(spec).state_dict(), {}, {})
     report = {"seeds": [0], "test_acc_final": [0.5], "mean": 0.5, "std": 0.0,
               "challenge_holds": False, "weights": [str(path)], "device": "cpu",
               "date": "2026-11-25", "train_config": {}, "precision": "fp32"}
-    record.write_replay(study, study.trials[0], report, "note")
+    uploads.write_replay(study, study.trials[0], report, "note")
     inside = [tmp_path / "study"]
-    assert record.replay_checkpoint(study, 0, spec, None, trusted=inside).checkpoint is not None
-    refused = record.replay_checkpoint(study, 0, spec, None, trusted=[tmp_path / "other"])
+    assert uploads.replay_checkpoint(study, 0, spec, None, trusted=inside).checkpoint is not None
+    refused = uploads.replay_checkpoint(study, 0, spec, None, trusted=[tmp_path / "other"])
     assert refused.checkpoint is None and refused.why_not.startswith("were refused")
     # A link inside the study's folder to a checkpoint outside it is refused too.
     (tmp_path / "other").mkdir()
     outside = tmp_path / "other" / "seed0.pt"
     path.rename(outside)
     path.symlink_to(outside)
-    linked = record.replay_checkpoint(study, 0, spec, None, trusted=inside)
+    linked = uploads.replay_checkpoint(study, 0, spec, None, trusted=inside)
     assert linked.checkpoint is None and "outside" in linked.why_not
     path.unlink()
-    missing = record.replay_checkpoint(study, 0, spec, None, trusted=inside)
+    missing = uploads.replay_checkpoint(study, 0, spec, None, trusted=inside)
     assert missing.checkpoint is None and missing.why_not.startswith("are not at")
 
 
@@ -212,7 +215,7 @@ def test_an_export_carries_its_recipe_and_says_how_to_get_weights(replayed, tmp_
 
     url = f"sqlite:///{replayed / 'proj' / 'nas.db'}"
     study = optuna.load_study(study_name="t", storage=url)
-    number = record.select_trial(study, None).number
+    number = selection.select_trial(study, None).number
     # The same study without its replay record: a trial that was never replayed.
     bare = tmp_path / "bare.db"
     source = sqlite3.connect(replayed / "proj" / "nas.db")

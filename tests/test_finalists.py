@@ -9,6 +9,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from nas.study import selection
+from nas.study import cost
 import nas.study.objective as objectives
 from nas.study import record
 from nas.study.processes import Interrupted
@@ -47,10 +49,10 @@ def test_search_stage_then_finalists_on_several_seeds(tmp_path, tiny_mnist_dir):
         assert cfg_t["epochs"] == 3 and cfg_t["seed"] == t.user_attrs[record.FINALIST_SEED]
         assert record.key_of(t) == record.key_of(trials[t.user_attrs[record.FINALIST_OF]])
     # The best is the best mean over seeds, and export/replay pick it by default.
-    groups = record.finalists(study)
+    groups = selection.finalists(study)
     means = {f.key: sum(f.accs) / 2 for f in groups}
     assert groups[0].mean == max(means.values()) and len(groups[0].runs) == 2
-    assert record.select_trial(study, None).number == groups[0].runs[0].number
+    assert selection.select_trial(study, None).number == groups[0].runs[0].number
     # What optuna-dashboard shows: labels in the trial list, finalist headings, the pick.
     from optuna_dashboard import get_note
 
@@ -162,9 +164,9 @@ def test_proxy_subset_trains_the_search_stage_on_fewer_images_and_the_finalists_
     # x 2 seeds of 3 epochs on all 400.
     assert seen == [(200, 1)] * 3 + [(400, 3)] * 4
     assert {t.user_attrs[record.TRAIN_IMAGES] for t in trials if record.was_trained(t)} == {200}
-    cost = record.search_cost(study, 3)
-    assert cost.images == {record.SEARCH: 600, record.FINALIST: 4800}
-    assert cost.full_trainings == pytest.approx(5400 / 1200)
+    spent = cost.search_cost(study, 3)
+    assert spent.images == {record.SEARCH: 600, record.FINALIST: 4800}
+    assert spent.full_trainings == pytest.approx(5400 / 1200)
     # Another subset is another study's settings: refused.
     with pytest.raises(Exception, match="proxy_subset"):
         search(replace(cfg, proxy_subset=300), progress=False)

@@ -20,11 +20,23 @@ def module_name(path: Path, root: Path = NAS) -> str:
     return ".".join(path.relative_to(root).with_suffix("").parts)
 
 
-def nas_imports(path: Path, root: Path = NAS) -> set[str]:
+def _type_only(tree: ast.AST) -> set[int]:
+    """The ids of the import nodes under ``if TYPE_CHECKING:`` (annotations only)."""
+    return {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+            and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+            for stmt in node.body for n in ast.walk(stmt)}
+
+
+def nas_imports(path: Path, root: Path = NAS, runtime: bool = False) -> set[str]:
     """The nas modules ``path`` imports, at any depth (function-level imports count), each
-    without its ``nas.`` prefix (``from nas.arch import plan`` is ``arch.plan``)."""
+    without its ``nas.`` prefix (``from nas.arch import plan`` is ``arch.plan``); with
+    ``runtime``, not those under ``if TYPE_CHECKING:``."""
     out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    skip = _type_only(tree) if runtime else set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "nas":
             base = node.module.split(".", 1)[1] if "." in node.module else ""
             for a in node.names:
@@ -39,8 +51,8 @@ def nas_imports(path: Path, root: Path = NAS) -> set[str]:
     return out
 
 
-def graph(root: Path = NAS) -> dict[str, set[str]]:
-    return {module_name(p, root): nas_imports(p, root) for p in root.rglob("*.py")}
+def graph(root: Path = NAS, runtime: bool = False) -> dict[str, set[str]]:
+    return {module_name(p, root): nas_imports(p, root, runtime) for p in root.rglob("*.py")}
 
 
 def layer(module: str) -> int:
@@ -69,7 +81,8 @@ def test_entry_points_are_thin_and_no_main_imports_another():
 
 
 def test_no_import_cycle():
-    g = graph()
+    """At run time; an annotation may name a module above (``if TYPE_CHECKING:``)."""
+    g = graph(runtime=True)
 
     def visit(mod: str, path: tuple[str, ...]) -> None:
         assert mod not in path, " -> ".join(path + (mod,))
@@ -106,6 +119,9 @@ def test_the_rules_can_fail(tmp_path):
     (fake / "arch").mkdir(parents=True)
     (fake / "study").mkdir()
     (fake / "arch" / "a.py").write_text("from nas.study import b\n")
-    (fake / "study" / "b.py").write_text("import nas.arch.a\nfrom nas.arch.a import thing\n")
-    assert graph(fake) == {"arch.a": {"study.b"}, "study.b": {"arch.a"}}
+    (fake / "study" / "b.py").write_text("import nas.arch.a\nfrom nas.arch.a import thing\n"
+                                         "if TYPE_CHECKING:\n    from nas.arch import c\n")
+    (fake / "arch" / "c.py").write_text("")
+    assert graph(fake) == {"arch.a": {"study.b"}, "study.b": {"arch.a", "arch.c"}, "arch.c": set()}
+    assert graph(fake, runtime=True)["study.b"] == {"arch.a"}
     assert layer("study.b") > layer("arch.a")

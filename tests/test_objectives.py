@@ -8,17 +8,24 @@ from optuna.trial import TrialState
 import nas.study.objective as objectives
 from nas.training.data import load_mnist
 from nas.arch.plan import param_count
+from nas.study.config import SearchConfig
 from nas.study.objective import Objective
 from nas.study.record import count_trained, spec_of, was_trained
 from nas.arch.space import params_of
 from nas.arch.zoo import bn_dropout_16k, pool_bn_19k
+from nas.training.trainer import TrainConfig
 from tests.helpers import TINY_TRAIN
+
+
+def one_stage(train: TrainConfig, max_params: int) -> SearchConfig:
+    """Search-stage trials train with ``train`` itself, on the whole split."""
+    return SearchConfig(train=train, max_params=max_params, proxy_epochs=None, proxy_subset=None)
 
 
 @pytest.fixture()
 def objective(tiny_mnist_dir):
     tr, val = load_mnist(tiny_mnist_dir, download=False).search_splits(n_val=200)
-    return Objective(tr, val, TINY_TRAIN, max_params=18_000, device=torch.device("cpu"))
+    return Objective(one_stage(TINY_TRAIN, 18_000), tr, val, torch.device("cpu"))
 
 
 def test_over_budget_is_rejected_recorded_and_never_built(objective, monkeypatch):
@@ -96,7 +103,8 @@ def test_the_last_epoch_is_never_pruned(tiny_mnist_dir):
             return True
 
     tr, val = load_mnist(tiny_mnist_dir, download=False).search_splits(n_val=200)
-    objective = Objective(tr, val, replace(TINY_TRAIN, epochs=1), 20_000, torch.device("cpu"))
+    objective = Objective(one_stage(replace(TINY_TRAIN, epochs=1), 20_000), tr, val,
+                          torch.device("cpu"))
     study = optuna.create_study(direction="maximize", pruner=AlwaysPrune())
     study.enqueue_trial(params_of(bn_dropout_16k()))
     study.optimize(objective, n_trials=1)
@@ -135,7 +143,7 @@ def test_an_architecture_already_trained_is_not_trained_again(objective, monkeyp
     assert dup.state == TrialState.COMPLETE and dup.value == first.value
     assert dup.user_attrs["outcome"] == "duplicate" and "trial 0" in dup.user_attrs["reason"]
     assert count_trained(study) == 1 and not was_trained(dup)
-    from nas.study.record import completed
+    from nas.study.selection import completed
 
     assert [t.number for t in completed(study)] == [0]
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import optuna
 import pytest
 
+from nas.study import selection
+from nas.study import cost
 from nas.cli import export, replay
 from nas.study import record
 from nas.cli.common import run
@@ -24,13 +26,13 @@ def test_select_trial_by_number_and_best():
     t = study.ask()
     record.write_outcome(t, record.REJECTED, "25,000 parameters > budget 20,000")
     study.tell(t, state=optuna.trial.TrialState.PRUNED)
-    assert record.select_trial(study, None).number == 1
-    assert record.select_trial(study, 2).value == 0.7
+    assert selection.select_trial(study, None).number == 1
+    assert selection.select_trial(study, 2).value == 0.7
     with pytest.raises(record.RecordError, match="trial 3 did not complete .pruned: 25,000"):
-        record.select_trial(study, 3)
+        selection.select_trial(study, 3)
     with pytest.raises(record.RecordError, match="has no trial 7 .trials 0-3"):
-        record.select_trial(study, 7)
-    assert [t.number for t in record.completed(study)] == [1, 2, 0]
+        selection.select_trial(study, 7)
+    assert [t.number for t in selection.completed(study)] == [1, 2, 0]
 
 
 @pytest.fixture()
@@ -43,7 +45,7 @@ def old_study(tmp_path) -> str:
 def test_a_study_from_the_previous_release_exports_and_replays(old_study, tmp_path,
                                                                tiny_mnist_dir, capsys):
     study = optuna.load_study(study_name="mnist-12000p-1e", storage=old_study)
-    best = record.select_trial(study, None)
+    best = selection.select_trial(study, None)
     assert record.replay_of(study, best.number)["seeds"] == [0]  # the old replay is read
 
     with pytest.raises(SystemExit) as e:
@@ -94,23 +96,24 @@ def test_search_cost_counts_images_of_both_stages_in_full_schedule_trainings():
     study.add_trial(optuna.trial.create_trial(
         state=optuna.trial.TrialState.RUNNING,
         user_attrs={record.VAL_ACC: [0.4, 0.6], record.TRAIN_IMAGES: 250}))
-    cost = record.search_cost(study, 15)
-    assert cost.epochs == {record.SEARCH: 6, record.FINALIST: 30}
-    assert cost.images == {record.SEARCH: 1500, record.FINALIST: 30000}
-    assert cost.full_trainings == pytest.approx(2.1)
-    assert cost.trial_seconds == pytest.approx(291.0)
-    assert cost.span_seconds == pytest.approx(400.0)
-    assert cost.line() == (
+    spent = cost.search_cost(study, 15)
+    assert spent.epochs == {record.SEARCH: 6, record.FINALIST: 30}
+    assert spent.images == {record.SEARCH: 1500, record.FINALIST: 30000}
+    assert spent.full_trainings == pytest.approx(2.1)
+    assert spent.trial_seconds == pytest.approx(291.0)
+    assert spent.span_seconds == pytest.approx(400.0)
+    assert spent.line() == (
         "compute: 2.1 full-schedule trainings (0.1 in the search stage (6 epochs), 2.0 in the "
         "finalist stage (30 epochs); one = 15 epochs of 1,000 images); trials took 4 min 51 s "
         "(first start to last end 6 min 40 s)")
-    assert record.search_cost(optuna.create_study(), 15).full_trainings == 0.0
+    assert cost.search_cost(optuna.create_study(), 15).full_trainings == 0.0
 
 
 def _finalist(number: int, rows: list[list[int]]):
     from optuna.trial import create_trial
 
-    from nas.study.record import FINALIST, FINALIST_SEED, STAGE, VAL_CORRECT, Finalist, encode_correct
+    from nas.study.record import FINALIST, FINALIST_SEED, STAGE, VAL_CORRECT, encode_correct
+    from nas.study.selection import Finalist
 
     runs = tuple(create_trial(value=sum(r) / len(r), user_attrs={
         STAGE: FINALIST, FINALIST_SEED: seed, VAL_CORRECT: encode_correct([bool(b) for b in r])})
@@ -131,7 +134,7 @@ def test_per_image_records_round_trip():
 def test_compare_by_hand_ahead_and_tie():
     best = _finalist(1, [[1, 1, 1, 0], [1, 1, 0, 1]])  # 75 % on both seeds
     other = _finalist(2, [[1, 0, 1, 0], [1, 1, 0, 0]])  # 50 % on both seeds
-    c = record.compare(best, other)
+    c = selection.compare(best, other)
     assert c.difference == pytest.approx(0.25)
     assert c.se_seeds == 0.0  # no spread over seeds
     # Per image, share of seeds right: [1, 1, .5, .5] - [1, .5, .5, 0] = [0, .5, 0, .5];
@@ -139,10 +142,10 @@ def test_compare_by_hand_ahead_and_tie():
     assert c.se_paired == pytest.approx((4 * 0.25 ** 2 / 3) ** 0.5 / 2)
     assert c.images == 4 and not c.tie
     # Two finalists with the same errors on the same images: a tie, whatever the means say.
-    same = record.compare(best, _finalist(3, [[1, 1, 1, 0], [1, 1, 0, 1]]))
+    same = selection.compare(best, _finalist(3, [[1, 1, 1, 0], [1, 1, 0, 1]]))
     assert same.difference == 0.0 and same.tie
     # A lead smaller than the seed spread is a tie too.
     a = _finalist(4, [[1, 1, 1, 1], [1, 0, 0, 0]])  # 100 %, 25 %: mean 62.5 %, SE 37.5 points
     b = _finalist(5, [[1, 1, 0, 0], [1, 1, 0, 0]])  # 50 %
-    c = record.compare(a, b)
+    c = selection.compare(a, b)
     assert c.se_seeds == pytest.approx(0.375) and c.tie

@@ -7,6 +7,7 @@ import optuna
 import pytest
 from optuna.trial import FixedTrial
 
+from nas.study import selection
 from nas.arch.plan import plan
 from nas.arch.space import (MAX_WIDTH, V2_HEADS, rejection, sample_shape_v2, sample_spec_v2,
                               smallest, start_members)
@@ -109,7 +110,7 @@ def test_a_version_2_study_searches_keeps_its_version_and_retrains_its_finalists
     for t in trained:
         assert all(name.startswith("v2_") for name in t.params)
         assert 0.5 * 8_000 < t.user_attrs["params"] <= 8_000  # the budget is used
-    (final,) = record.finalists(study)
+    (final,) = selection.finalists(study)
     assert len(final.runs) == 2
     source = study.trials[final.runs[0].user_attrs["finalist_of"]]
     assert final.key == source.user_attrs["arch_key"]  # the same network, retrained

@@ -13,6 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from nas.study import recovery
 from nas.study import record
 from nas.cli.common import UserError
 from nas.study.runner import search
@@ -79,7 +80,7 @@ def test_stale_trials_of_dead_processes_are_failed_with_a_reason(storage_url, tm
     orphan.set_user_attr(record.PROCESS, dead_process())
     alive = study.ask()  # a trial of a live process (this one) is left alone
     record.write_process(alive)
-    assert [n for n, _ in record.stale_trials(study)] == [orphan.number]  # reading only
+    assert [n for n, _ in recovery.stale_trials(study)] == [orphan.number]  # reading only
     assert study.get_trials()[orphan.number].state == TrialState.RUNNING
     # A rerun that finds the count met still cleans up.
     search(cfg, progress=False)

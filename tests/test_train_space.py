@@ -10,6 +10,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FixedTrial, create_trial
 
+from nas.study import selection
 from nas.study import record
 from nas.training.space import SWEEP, TRAIN_PREFIX, sample_train
 from nas.training.trainer import TrainConfig
@@ -73,7 +74,7 @@ def test_a_sweep_study_trains_finalists_with_their_own_settings(tmp_path, tiny_m
     for t in trained:
         want = sample_train("sweep", FixedTrial(t.params), cfg.search_train())
         assert TrainConfig.from_dict(record.train_config_of(t)) == want
-    finals = record.finalists(study)
+    finals = selection.finalists(study)
     assert len(finals) == 2
     for f in finals:
         run = f.runs[0]

@@ -13,7 +13,7 @@ and one of three heads. Both reference networks of :mod:`nas.arch.zoo` are membe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 import optuna

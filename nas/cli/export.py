@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 import optuna
 import torch
 
+from nas.study import uploads
+from nas.study import selection
 from nas.study import record
 from nas.study.artifacts import artifact_dir, open_store, study_folders
 from nas.cli.common import (ARTIFACT_DIR_HELP, Parser, describe, make_dir, nonneg_int, run)
@@ -45,14 +47,14 @@ def export(study: optuna.Study, trial_number: int | None, out: Path,
     weights are; a replay recorded by nas 0.1 (an absolute path) is read only from under
     ``trusted`` (:func:`nas.study.artifacts.study_folders`). Everything is read and checked before
     anything is written: a bad record writes nothing."""
-    t = record.select_trial(study, trial_number)
+    t = selection.select_trial(study, trial_number)
     spec = record.spec_of(t, study)
     replay = record.replay_of(study, t.number)
     # The settings that trained the exported weights: the replay's, else the trial's own.
     recipe = recipe_of(replay["train_config"] if replay else record.train_config_of(t, study))
     summary = _summary(study, t, spec, replay, recipe)
-    weights = record.replay_checkpoint(study, t.number, spec, store, folder, trusted) \
-        if replay else record.ReplayWeights(None)
+    weights = uploads.replay_checkpoint(study, t.number, spec, store, folder, trusted) \
+        if replay else uploads.ReplayWeights(None)
     make_dir(out)
     written = [out / "arch.json", out / "model.py", out / "summary.md", out / "recipe.json"]
     try:
@@ -101,7 +103,7 @@ def _summary(study: optuna.Study, t: optuna.trial.FrozenTrial, spec: ArchSpec,
              f"- parameters: {p.params:,} (budget {record.max_params_of(study, p.params):,})",
              f"- receptive field (before the head): {p.receptive_field}",
              f"- spec key: `{spec.key()}`"]
-    final = next((f for f in record.finalists(study)
+    final = next((f for f in selection.finalists(study)
                   if any(r.number == t.number for r in f.runs)), None)
     if final is not None:
         lines.append(f"- finalist of search-stage trial {record.finalist_of(t)}: validation "
@@ -149,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         files, why_not = export(study, a.trial, a.out,
                                 open_store(a.storage, a.artifact_dir, create=False), folder,
                                 study_folders(a.storage, a.artifact_dir))
-        number = record.select_trial(study, a.trial).number
+        number = selection.select_trial(study, a.trial).number
         replayed = record.replay_of(study, number) is not None
     for path in files:
         print(path)

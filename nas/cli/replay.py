@@ -20,6 +20,9 @@ from typing import TYPE_CHECKING, Any
 import optuna
 import torch
 
+from nas.study import uploads
+from nas.study import selection
+from nas.training import checkpoint
 from nas.study import record
 from nas.study.artifacts import ArtifactError, open_store
 from nas.cli.common import (ARTIFACT_DIR_HELP, DATA_DIR_HELP, DEVICE_HELP, Parser, describe,
@@ -105,7 +108,7 @@ def replay(study: optuna.Study, trial_number: int | None, seeds: int, epochs: in
            precision: str | None = None) -> ReplayReport:
     """Retrain a trial with its recorded spec and settings; saves weights and reports under
     ``out``. :func:`record_replay` records the result on the study."""
-    t = record.select_trial(study, trial_number)
+    t = selection.select_trial(study, trial_number)
     spec = record.spec_of(t, study)
     p = plan(spec)
     cfg = TrainConfig.from_dict(record.train_config_of(t, study))
@@ -139,11 +142,11 @@ def record_replay(study: optuna.Study, report: ReplayReport,
                   store: ArtifactStore | None = None) -> None:
     """The report on the study (for export) and in the trial's dashboard note (for people);
     with ``store``, the weights, ONNX and reports as the study's artifacts."""
-    t = record.select_trial(study, report.trial)
+    t = selection.select_trial(study, report.trial)
     note = record.trial_note(plan(record.spec_of(t, study)), t.number, "\n" + report.markdown())
     out = Path(report.weights[0]).parent
     files = [Path(w) for w in report.weights] + [out / name for name in REPLAY_FILES]
-    record.write_replay(study, t, report.to_dict(), note, store, files)
+    uploads.write_replay(study, t, report.to_dict(), note, store, files)
 
 
 def retrain(report: ReplayReport, spec: ArchSpec, cfg: TrainConfig, device: torch.device,
@@ -156,7 +159,7 @@ def retrain(report: ReplayReport, spec: ArchSpec, cfg: TrainConfig, device: torc
     train_split, test_split = mnist.train.to(device), mnist.test.to(device)
     make_dir(out)
     report.train_images, report.test_images = len(train_split), len(test_split)
-    report.device, report.versions = device_name(device), record.versions()
+    report.device, report.versions = device_name(device), checkpoint.versions()
     report.date = time.strftime("%Y-%m-%d")
     from tqdm.auto import tqdm
 
@@ -188,7 +191,7 @@ def retrain(report: ReplayReport, spec: ArchSpec, cfg: TrainConfig, device: torc
         finally:
             bar.close()
         assert result.model is not None
-        record.save_checkpoint(path, spec, result.model.state_dict(),
+        checkpoint.save_checkpoint(path, spec, result.model.state_dict(),
                                replace(cfg, seed=seed).to_dict(),
                                {"test_acc_final": result.final_accuracy, "test_acc_curve": curve,
                                 "precision": result.precision,
@@ -200,7 +203,7 @@ def retrain(report: ReplayReport, spec: ArchSpec, cfg: TrainConfig, device: torc
                   f"({result.seconds:.1f} s)")
     (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2))
     (out / "report.md").write_text(report.markdown() + "\n" + plan(spec).table() + "\n")
-    seed0 = record.load_weights(Path(report.weights[0]))
+    seed0 = checkpoint.load_weights(Path(report.weights[0]))
     acc = (f"{report.test_acc_final[0]:.4f} (this file: seed 0, final epoch); mean over "
            f"{len(report.seeds)} seed(s) {report.mean:.4f} ± {report.std:.4f}")
     write_onnx(spec, seed0, out / "model.onnx", metadata(spec, acc))
@@ -210,7 +213,7 @@ def _finished_seed(path: Path, spec: ArchSpec, cfg: TrainConfig,
                    train_images: int) -> dict[str, Any] | None:
     """The metrics of ``path`` if it holds this very training run, finished (same spec, same
     settings and seed, a full curve on all training images); else None: train it (again)."""
-    ckpt = record.checkpoint_of(path, spec)
+    ckpt = checkpoint.checkpoint_of(path, spec)
     if ckpt is None or ckpt.get("train_config") != cfg.to_dict():
         return None
     m = ckpt.get("metrics", {})
@@ -278,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             study = load_study(open_storage(a.storage, create=False), a.study_name, a.storage)
             record.check_made_by_nas(study, a.storage)
             store = open_store(a.storage, a.artifact_dir, create=True)  # the study exists
-            number = record.select_trial(study, a.trial).number
+            number = selection.select_trial(study, a.trial).number
         load_mnist(a.data_dir)
         try:  # training and writing --out: a file fault there is the output folder's
             r = replay(study, number, a.seeds, a.epochs, device, a.data_dir, a.out,

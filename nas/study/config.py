@@ -20,6 +20,9 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.study import selection
+from nas.study import recovery
+from nas.study import cost
 from nas.study import artifacts, record
 from nas.errors import UserError
 from nas.training.data import DEFAULT_DATA_DIR, load_mnist
@@ -208,7 +211,7 @@ def prepare_study(cfg: SearchConfig) -> optuna.Study:
                                 f"with other "
                                 f"settings ({', '.join(diff)} differ): pass another "
                                 f"--study-name{hint}")
-            record.fail_stale_trials(study)
+            recovery.fail_stale_trials(study)
         else:
             record.write_study(study, identity, {
                 "name": "MNIST", "source": mnist.source, "train": len(mnist.train) - cfg.n_val,
@@ -266,7 +269,7 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def finalist_markdown(study: optuna.Study, epochs: int) -> str:
     """The finalist table as Markdown, for the study's dashboard note."""
-    final = record.finalists(study)
+    final = selection.finalists(study)
     if not final:
         return "No finalist has finished yet."
     rows = [f"Validation accuracy after the full {epochs}-epoch schedule; the first row is the "
@@ -282,9 +285,9 @@ def finalist_markdown(study: optuna.Study, epochs: int) -> str:
     return "\n".join(rows)
 
 
-def pick_line(best: record.Finalist, runner_up: record.Finalist) -> str:
+def pick_line(best: selection.Finalist, runner_up: selection.Finalist) -> str:
     """Whether the pick is ahead of the runner-up by more than its standard error, in words."""
-    c = record.compare(best, runner_up)
+    c = selection.compare(best, runner_up)
     paired = (f", paired on the same {c.images:,} validation images ± {c.se_paired:.2%}"
               if c.se_paired is not None else "")
     ahead = (f"{best.runs[0].number} vs {runner_up.runs[0].number}: "
@@ -298,7 +301,7 @@ def pick_line(best: record.Finalist, runner_up: record.Finalist) -> str:
 def summary(study: optuna.Study, cfg: SearchConfig, top: int = 5) -> str:
     """The best trials, the finalists, and the exact commands to browse, export and replay."""
     trials = study.get_trials(deepcopy=False)
-    done = record.completed(study)
+    done = selection.completed(study)
     n_trained = sum(record.was_trained(t) for t in trials)
     count = {o: record.count_outcome([t for t in trials if record.stage_of(t) == record.SEARCH],
                                      o) for o in record.OUTCOMES}
@@ -306,7 +309,7 @@ def summary(study: optuna.Study, cfg: SearchConfig, top: int = 5) -> str:
              f"({len(done)} complete, {count[record.PRUNED]} pruned, {count[record.FAILED]} "
              f"failed), {count[record.REJECTED]} rejected before training, "
              f"{count[record.DUPLICATE]} duplicates",
-             record.search_cost(study, cfg.train.epochs).line()]
+             cost.search_cost(study, cfg.train.epochs).line()]
     if done:
         epochs = cfg.search_train().epochs
         lines.append(f"{'trial':>6} {'val acc':>8} {'params':>7} {'RF':>4}  architecture "
@@ -314,7 +317,7 @@ def summary(study: optuna.Study, cfg: SearchConfig, top: int = 5) -> str:
         for t in done[:top]:
             lines.append(f"{t.number:>6} {t.value:>8.2%} {record.params_of_trial(t):>7,} "
                          f"{record.rf_of(t):>4}  {record.spec_of(t).key()}")
-    final = record.finalists(study)
+    final = selection.finalists(study)
     if final:
         lines += ["", f"finalists ({cfg.train.epochs} epochs, validation accuracy over seeds; "
                       f"the first is the pick):",

@@ -1,30 +1,27 @@
-"""The Optuna objective: sample a spec, enforce the parameter budget, train, report.
+"""The Optuna objective: one trial, one candidate, trained under its stage's rules; report.
 
-A candidate over the budget (or one whose shapes collapse) is rejected before anything is built:
-it is recorded with its parameter count and reason, its constraint value tells the sampler it is
-infeasible (``Trial.set_constraint``), and it ends PRUNED without training. Trained candidates
-report validation accuracy after every epoch, so the pruner can stop weak ones early. Whether a
-finished trial trained is in its record (:func:`nas.study.record.was_trained`), not on this object.
+The trial's stage (:mod:`nas.study.stages`) says what it trains: a search-stage candidate over
+the budget (or one whose shapes collapse) is rejected there, before anything is built, and its
+constraint value tells the sampler it is infeasible (``Trial.set_constraint``). A trained
+candidate reports validation accuracy after every epoch, so that a pruner (off by default) can
+stop weak ones early. Whether a finished trial trained is in its record
+(:func:`nas.study.record.was_trained`), not on this object.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any, NoReturn
+from dataclasses import dataclass
+from typing import Any
 
 import optuna
 import torch
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from nas.study import record
+from nas.study import record, stages, uploads
+from nas.study.config import SearchConfig
 from nas.training.data import Split
-from nas.arch.plan import Plan, plan
-from nas.arch import space as search_space
-from nas.training.space import sample_train
-from nas.arch.spec import ArchSpec, SpecError
-from nas.training.trainer import (EpochReport, TrainConfig, TrainingDiverged, device_name, precision_for,
-                       train)
+from nas.training.trainer import EpochReport, TrainingDiverged, device_name, precision_for, train
 
 
 class TrialLost(Exception):
@@ -42,27 +39,26 @@ class TrialLost(Exception):
 class Objective:
     """``study.optimize(Objective(...))``: one call, one candidate.
 
-    A search-stage trial samples a candidate and trains it with ``cfg`` (the cheap schedule,
-    pruned). A finalist trial (queued by :func:`nas.study.record.enqueue_finalists`, its
-    architecture fixed) retrains with ``finalist_cfg`` (the full schedule) on its seed, never
-    pruned.
+    Each trial trains under the rules of the stage it carries (:mod:`nas.study.stages`): a
+    search-stage trial samples a candidate and trains it on the proxy schedule (the pruner may
+    stop it); a finalist trial, queued with its candidate fixed, retrains it with the full
+    schedule on its seed, never pruned.
     """
 
-    train_split: Split
+    cfg: SearchConfig
+    train_split: Split  # the search's whole training split: each stage takes its images
     val_split: Split
-    cfg: TrainConfig
-    max_params: int
     device: torch.device
     on_epoch: Callable[[Trial, EpochReport], None] | None = None  # progress display
-    finalist_cfg: TrainConfig | None = None  # default: cfg
-    finalist_split: Split | None = None  # the finalists' training images; default: train_split
     artifacts: Any = None  # an Optuna ArtifactStore (nas.study.artifacts.open_store); None: no files
-    space: int = 1  # the search space's version (nas.arch.space.sample), the study's own
-    train_space: str = "fixed"  # the training space (nas.training.space.sample_train)
     # The TrialLost the last call raised. Optuna's optimize cannot tell a trial that another
     # process finished ("Cannot tell a FAIL trial") and raises that instead: the runner looks
     # here to tell it from a bug (nas.study.runner._optimize).
     lost: TrialLost | None = None
+
+    def __post_init__(self) -> None:
+        self.stages = stages.by_name(self.cfg)
+        self._images = {name: s.images(self.train_split) for name, s in self.stages.items()}
 
     def __call__(self, trial: Trial) -> float:
         self.lost = None
@@ -84,43 +80,18 @@ class Objective:
             raise
 
     def _run(self, trial: Trial) -> float:
-        if record.stage_of(trial) == record.FINALIST:
-            # The queued parameters: the finalist's architecture and training settings, on
-            # the full schedule with the finalist's seed.
-            spec = search_space.sample(self.space, trial, self.max_params)
-            cfg = replace(sample_train(self.train_space, trial,
-                                                    self.finalist_cfg or self.cfg),
-                          seed=record.finalist_seed(trial))
-            p = plan(spec.validate())
-            record.write_candidate(trial, spec, p)
-            split = self.train_split if self.finalist_split is None else self.finalist_split
-            return self._train(trial, spec, p, cfg, split, prune=False)
-        spec = search_space.sample(self.space, trial, self.max_params)
-        try:
-            p = plan(spec.validate())  # the one plan of this candidate
-        except SpecError as e:
-            trial.set_constraint("invalid_spec", 1.0)
-            _reject(trial, f"invalid: {e}")
-        record.write_candidate(trial, spec, p)
-        # Feasible iff <= 0: the sampler learns where the budget's edge lies.
-        trial.set_constraint("params_over_budget", float(p.params - self.max_params))
-        if p.params > self.max_params:
-            _reject(trial, f"{p.params:,} parameters > budget {self.max_params:,}")
-        why = search_space.rejection(self.space, p)
-        if why:  # e.g. too small a receptive field: infeasible for the sampler too
-            trial.set_constraint("space_rule", 1.0)
-            _reject(trial, why)
-        cfg = sample_train(self.train_space, trial, self.cfg)
-        twin = record.earlier_same_arch(trial.study, trial, record.candidate_key(trial) or "")
-        if twin is not None:
-            return _reuse(trial, twin)
-        return self._train(trial, spec, p, cfg, self.train_split, prune=True)
+        stage = self.stages[record.stage_of(trial)]
+        c = stage.candidate(trial, self.cfg.max_params)
+        if isinstance(c, FrozenTrial):
+            return _reuse(trial, c)
+        return self._train(trial, stage, c, self._images[stage.name])
 
-    def _train(self, trial: Trial, spec: ArchSpec, p: Plan, cfg: TrainConfig,
-               train_split: Split, prune: bool) -> float:
+    def _train(self, trial: Trial, stage: stages.Stage, c: stages.Candidate,
+               train_split: Split) -> float:
+        spec, p, cfg, prune = c.spec, c.plan, c.cfg, stage.prune
         record.write_training_start(trial, device_name(self.device), cfg.to_dict(), p,
                                     len(train_split))
-        record.write_arch_artifacts(trial, self.artifacts, p)
+        uploads.write_arch_artifacts(trial, self.artifacts, p)
         record.write_precision(trial, precision_for(self.device, cfg.precision))
         accs: list[float] = []
         lost = False  # another process marked the trial FAIL (see TrialLost): train on
@@ -154,7 +125,7 @@ class Objective:
         if not lost:
             try:
                 record.write_timings(trial, result.epoch_seconds, result.seconds)
-                if not prune and result.correct is not None:  # a finalist: image by image
+                if stage.per_image and result.correct is not None:
                     record.write_val_correct(trial, result.correct.tolist())
                 record.write_outcome(trial, record.COMPLETE)
                 return result.final_accuracy
@@ -180,9 +151,3 @@ def _reuse(trial: Trial, twin: FrozenTrial) -> float:
     record.write_outcome(trial, record.DUPLICATE,
                          f"same architecture as trial {twin.number} ({what}): not trained again")
     raise optuna.TrialPruned(f"duplicate of trial {twin.number}")
-
-
-def _reject(trial: Trial, reason: str) -> NoReturn:
-    record.write_outcome(trial, record.REJECTED, reason)
-    record.write_rejected_note(trial, reason)
-    raise optuna.TrialPruned(f"rejected: {reason}")

@@ -16,31 +16,22 @@ from __future__ import annotations
 
 import json
 import math
-import platform
-import statistics
-import tempfile
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
-from optuna.artifacts import download_artifact, upload_artifact
-from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from nas import __version__
-from nas.study.artifacts import MAX_ARTIFACT_BYTES, ArtifactError, valid_artifact_id
+from nas.study.artifacts import valid_artifact_id
 from nas.arch.plan import Plan, plan
-from nas.study.processes import ProcessRecordError, check_process, is_alive, this_process
+from nas.study.processes import ProcessRecordError, check_process, this_process
 from nas.training.space import train_params
 from nas.arch.spec import ArchSpec, SpecError, short_repr
+from nas.training.checkpoint import versions
 from nas.training.trainer import ConfigError, TrainConfig
 from nas.errors import RecordError
-
-if TYPE_CHECKING:
-    from optuna.artifacts._protocol import ArtifactStore
 
 # -- trial user attributes ---------------------------------------------------------------------
 SPEC = "spec"  # the ArchSpec as JSON text
@@ -118,16 +109,6 @@ def _int_attr(trial: FrozenTrial, key: str, default: int,
     if not _is_int(v):
         raise _bad(trial, study, key, f"must be a non-negative integer, got {short_repr(v)}")
     return v
-
-
-def versions() -> dict[str, str]:
-    """The versions of everything that shapes a result."""
-    import optuna_dashboard
-    import torch
-
-    return {"nas": __version__, "python": platform.python_version(),
-            "torch": str(torch.__version__), "optuna": str(optuna.__version__),
-            "optuna_dashboard": str(optuna_dashboard.__version__)}
 
 
 # -- writing a study ---------------------------------------------------------------------------
@@ -444,270 +425,61 @@ def count_outcome(trials: list[FrozenTrial], outcome: str) -> int:
     return sum(outcome_of(t) == outcome for t in trials)
 
 
-@dataclass(frozen=True)
-class SearchCost:
-    """What a study's training cost, from its trials' records.
-
-    ``full_trainings`` is the issue's unit: the images trained on, in either stage (an epoch
-    is one pass over the trial's training images: the whole search split, or the search
-    stage's ``--proxy-subset``; rejected and duplicate candidates train nothing), divided by
-    one full-schedule training's (``full_epochs`` passes over the whole ``full_images``
-    split), so 1.0 is one candidate trained for the full schedule.
-    ``trial_seconds`` adds up the trials' own durations (start to end, so it counts each
-    worker's time once); ``span_seconds`` runs from the first trial's start to the last one's
-    end, pauses between resumed runs included."""
-
-    epochs: dict[str, int]  # stage -> epochs trained
-    images: dict[str, int]  # stage -> images trained on
-    full_epochs: int
-    full_images: int
-    trial_seconds: float
-    span_seconds: float
-
-    @property
-    def full_trainings(self) -> float:
-        return sum(self.images.values()) / (self.full_epochs * self.full_images)
-
-    def line(self) -> str:
-        by_stage = ", ".join(f"{self.images[s] / (self.full_epochs * self.full_images):.1f} "
-                             f"in the {s} stage ({n} epochs)" for s, n in self.epochs.items())
-        return (f"compute: {self.full_trainings:.1f} full-schedule trainings ({by_stage}; one = "
-                f"{self.full_epochs} epochs of {self.full_images:,} images); "
-                f"trials took {_hms(self.trial_seconds)} (first start to last end "
-                f"{_hms(self.span_seconds)})")
-
-
-def search_cost(study: optuna.Study, full_epochs: int) -> SearchCost:
-    """The compute a study has spent so far (:class:`SearchCost`); running trials count the
-    epochs they have recorded. Trials of studies before 0.2 trained on the whole split."""
-    full_images = int(study.user_attrs.get(DATASET, {}).get("train", 0))
-    trials = study.get_trials(deepcopy=False)
-    epochs, images = {SEARCH: 0, FINALIST: 0}, {SEARCH: 0, FINALIST: 0}
-    for t in trials:
-        n = len(curve_of(t))
-        epochs[stage_of(t)] += n
-        images[stage_of(t)] += n * int(t.user_attrs.get(TRAIN_IMAGES, full_images))
-    ended = [t for t in trials if t.datetime_start is not None and
-             t.datetime_complete is not None]
-    busy = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in ended)
-    span = (max(t.datetime_complete for t in ended) -
-            min(t.datetime_start for t in ended)).total_seconds() if ended else 0.0
-    return SearchCost(epochs, images, full_epochs, max(full_images, 1), busy, span)
-
-
-def _hms(seconds: float) -> str:
-    m, s = divmod(round(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s"
-
-
-def completed(study: optuna.Study) -> list[FrozenTrial]:
-    """Search-stage trials that completed training, best first (duplicates, which repeat an
-    earlier trial's value, left out)."""
-    done = [t for t in study.get_trials(deepcopy=False)
-            if t.state == TrialState.COMPLETE and t.value is not None
-            and outcome_of(t) != DUPLICATE and stage_of(t) == SEARCH]
-    return sorted(done, key=lambda t: -t.value)  # type: ignore[operator]
-
-
-@dataclass(frozen=True)
-class Finalist:
-    """One architecture retrained with the full schedule on several seeds."""
-
-    key: str
-    runs: tuple[FrozenTrial, ...]  # complete finalist trials, by seed
-
-    @property
-    def accs(self) -> list[float]:
-        return [float(t.value) for t in self.runs]  # type: ignore[arg-type]
-
-    @property
-    def mean(self) -> float:
-        return statistics.fmean(self.accs)
-
-    @property
-    def std(self) -> float:
-        return statistics.stdev(self.accs) if len(self.runs) > 1 else 0.0
-
-    @property
-    def se(self) -> float:
-        """Standard error of the mean over seeds (0 with one seed: unknown, not small)."""
-        return self.std / math.sqrt(len(self.runs)) if len(self.runs) > 1 else 0.0
-
-    def per_image(self) -> list[float] | None:
-        """Each validation image's share of seeds that got it right; None unless every run
-        recorded its images (:func:`write_val_correct`) on the same number of images."""
-        rows = [val_correct_of(t) for t in self.runs]
-        if not rows or any(r is None for r in rows) or len({len(r) for r in rows}) != 1:
-            return None
-        return [sum(col) / len(col) for col in zip(*rows)]  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """The best finalist against the runner-up (:func:`compare`)."""
-
-    difference: float  # best mean minus runner-up mean (validation accuracy)
-    se_seeds: float  # standard error of that difference from the seed-to-seed spread
-    se_paired: float | None  # ... from the per-image differences on the same images
-    images: int  # how many validation images the paired figure uses (0: none)
-
-    @property
-    def se(self) -> float:
-        """The larger of the two standard errors (the paired one where it exists)."""
-        return max(self.se_seeds, self.se_paired or 0.0)
-
-    @property
-    def tie(self) -> bool:
-        """The best is not ahead by more than its standard error (or nothing says so: one
-        seed each and no per-image record)."""
-        return self.se == 0.0 or self.difference <= self.se
-
-
-def compare(best: Finalist, runner_up: Finalist) -> Comparison:
-    """How far ``best`` is ahead of ``runner_up``: the difference of means, its standard
-    error from the seeds (sqrt(se_a^2 + se_b^2)), and, where both recorded their images, the
-    paired standard error over the same validation images (each image's share of seeds
-    right, differenced: SE = stdev / sqrt(N))."""
-    diff = best.mean - runner_up.mean
-    se_seeds = math.hypot(best.se, runner_up.se)
-    a, b = best.per_image(), runner_up.per_image()
-    if a is None or b is None or len(a) != len(b) or len(a) < 2:
-        return Comparison(diff, se_seeds, None, 0)
-    d = [x - y for x, y in zip(a, b)]
-    return Comparison(diff, se_seeds, statistics.stdev(d) / math.sqrt(len(d)), len(d))
-
-
-def finalists(study: optuna.Study) -> list[Finalist]:
-    """The finalists with their complete runs, best mean validation accuracy first (more
-    seeds first where means tie: a mean over more seeds is the surer one)."""
-    groups: dict[str, list[FrozenTrial]] = {}
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if stage_of(t) == FINALIST and t.value is not None:
-            groups.setdefault(candidate_key(t) or "", []).append(t)
-    out = [Finalist(k, tuple(sorted(ts, key=lambda t: _int_attr(t, FINALIST_SEED, 0, study))))
-           for k, ts in groups.items()]
-    return sorted(out, key=lambda f: (-f.mean, -len(f.runs)))
-
-
-def enqueue_finalists(study: optuna.Study, k: int, seeds: int) -> int:
-    """Queue the finalist runs still missing for the ``k`` best search-stage architectures,
-    ``seeds`` seeds each: a run already complete, queued or running is not queued again,
-    so a resumed search finishes an interrupted stage. Returns how many runs are pending
-    (queued now or earlier)."""
-    trials = study.get_trials(deepcopy=False)
-    have = {(candidate_key(t), t.user_attrs.get(FINALIST_SEED)) for t in trials
-            if stage_of(t) == FINALIST and t.state in (TrialState.COMPLETE, TrialState.RUNNING,
-                                                       TrialState.WAITING)}
-    pending = sum(stage_of(t) == FINALIST and t.state == TrialState.WAITING for t in trials)
-    for source in completed(study)[:k]:
-        for seed in range(seeds):
-            if (candidate_key(source), seed) not in have:
-                study.enqueue_trial(source.params, user_attrs={
-                    STAGE: FINALIST, FINALIST_OF: source.number, FINALIST_SEED: seed,
-                    SPEC: source.user_attrs[SPEC], ARCH_KEY: key_of(source)})
-                pending += 1
-    return pending
-
-
 def finalist_of(trial: FrozenTrial) -> int | None:
     """The search-stage trial whose candidate a finalist run retrains."""
     number = trial.user_attrs.get(FINALIST_OF)
     return number if isinstance(number, int) and not isinstance(number, bool) else None
 
 
-def finalist_seed(trial: Trial) -> int:
-    return int(trial.user_attrs[FINALIST_SEED])
+def finalist_seed(trial: FrozenTrial | Trial, study: optuna.Study | None = None) -> int:
+    """The seed a finalist run trains with (0 where none is recorded)."""
+    return _int_attr(trial, FINALIST_SEED, 0, study)  # type: ignore[arg-type]
 
 
-def select_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
-    """Trial ``number`` of ``study``, or its best: the first run of the best finalist when
-    the study has finalists, else the search-stage trial with the best validation accuracy.
-    It must have completed training. Raises :class:`RecordError` otherwise.
-    """
-    trials = study.get_trials(deepcopy=False)
-    if number is None:
-        best = finalists(study)
-        if best:
-            return best[0].runs[0]
-        done = completed(study)
-        if not done:
-            raise RecordError(f"study {study.study_name!r} has no completed trial yet")
-        return done[0]
-    match = [t for t in trials if t.number == number]
-    if not match:
-        raise RecordError(f"study {study.study_name!r} has no trial {number} "
-                          f"(trials 0-{len(trials) - 1})")
-    t = match[0]
-    if t.state != TrialState.COMPLETE or SPEC not in t.user_attrs or \
-            outcome_of(t) == DUPLICATE:
-        stale = dict(stale_trials(study)).get(t.number)
-        why = stale or reason_of(t)
-        raise RecordError(f"trial {number} did not complete ({t.state.name.lower()}"
-                          f"{': ' + why if why else ''})")
-    return t
+def finalist_attrs(source: FrozenTrial, seed: int) -> dict[str, Any]:
+    """What a queued finalist run of search-stage trial ``source`` carries: its stage, where
+    it came from, its seed, and the candidate it retrains."""
+    return {STAGE: FINALIST, FINALIST_OF: source.number, FINALIST_SEED: seed,
+            SPEC: source.user_attrs[SPEC], ARCH_KEY: key_of(source)}
 
 
-def earlier_same_arch(study: optuna.Study, trial: Trial, key: str) -> FrozenTrial | None:
-    """The first search-stage trial before ``trial`` that trained (or is training) the
-    candidate ``key`` (:func:`candidate_key`: architecture and training settings), if any.
-    Lower numbers win, so of two workers that drew the same candidate at once exactly one
-    trains it."""
-    for t in study.get_trials(deepcopy=False):
-        if t.number >= trial.number:
-            break
-        if stage_of(t) != SEARCH:
-            continue
-        if outcome_of(t) in (REJECTED, DUPLICATE, INTERRUPTED) or SPEC not in t.user_attrs:
-            continue
-        if t.state in (TrialState.FAIL, TrialState.WAITING) and outcome_of(t) != FAILED:
-            continue  # died before it finished: nothing to reuse
-        if candidate_key(t) == key:
-            return t
-    return None
+def has_spec(trial: FrozenTrial) -> bool:
+    """Whether the trial got as far as recording its candidate."""
+    return SPEC in trial.user_attrs
 
 
-# -- processes that died -----------------------------------------------------------------------
-def stale_trials(study: optuna.Study,
-                 this_process_ended: bool = False) -> list[tuple[int, str]]:
-    """(number, reason) of RUNNING trials whose process has died, as far as this machine can
-    tell; with ``this_process_ended``, also those of this process (which is interrupted and
-    runs no trial any more). Reads only."""
-    out, me = [], this_process()
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        proc = t.user_attrs.get(PROCESS)
-        if proc is None:
-            continue
-        try:
-            proc = check_process(proc)
-        except ProcessRecordError as e:
-            raise _bad(t, study, PROCESS, f"is not a process record: {e}") from None
-        if this_process_ended and proc == me:
-            out.append((t.number, "interrupted"))
-        elif is_alive(proc) is False:
-            out.append((t.number, f"its process (pid {proc.get('pid')} on "
-                                  f"{proc.get('hostname', '?')}) died"))
-    return out
+def train_images_of(trial: FrozenTrial, default: int) -> int:
+    """Images per epoch the trial trained on (trials before the proxy subset: ``default``)."""
+    return _int_attr(trial, TRAIN_IMAGES, default)
 
 
-def fail_stale_trials(study: optuna.Study, this_process_ended: bool = False) -> list[int]:
-    """Mark RUNNING trials whose process died FAIL, outcome ``interrupted``, with the reason;
-    then let Optuna's heartbeat fail those of other machines that went silent (RDB storages).
-    Returns the numbers this machine marked."""
-    storage, marked = study._storage, []
-    ids = {t.number: t._trial_id for t in study.get_trials(deepcopy=False)}
-    for number, reason in stale_trials(study, this_process_ended):
-        try:
-            storage.set_trial_user_attr(ids[number], OUTCOME, INTERRUPTED)
-            storage.set_trial_user_attr(ids[number], REASON, reason)
-            storage.set_trial_state_values(ids[number], state=TrialState.FAIL)
-            marked.append(number)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # it finished, or another process marked it, meanwhile
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-    return marked
+def split_size(study: optuna.Study) -> int:
+    """The training split's size the study records (0 where it records none)."""
+    n = study.user_attrs.get(DATASET, {}).get("train", 0)
+    return n if _is_int(n) else 0
+
+
+def process_of(trial: FrozenTrial, study: optuna.Study | None = None) -> dict[str, Any] | None:
+    """The process record of the process that ran the trial (None: not recorded), checked."""
+    proc = trial.user_attrs.get(PROCESS)
+    if proc is None:
+        return None
+    try:
+        return check_process(proc)
+    except ProcessRecordError as e:
+        raise _bad(trial, study, PROCESS, f"is not a process record: {e}") from None
+
+
+def mark_interrupted(storage: optuna.storages.BaseStorage, trial_id: int, reason: str) -> None:
+    """Record on a trial another process ran that it was interrupted, and why."""
+    storage.set_trial_user_attr(trial_id, OUTCOME, INTERRUPTED)
+    storage.set_trial_user_attr(trial_id, REASON, reason)
+
+
+def write_replay_record(study: optuna.Study, number: int, rec: dict[str, Any]) -> None:
+    """Trial ``number``'s replay summary (:data:`REPLAY_KEYS`, artifact ids), on the study:
+    a finished trial takes no new user attributes."""
+    study.set_user_attr(_REPLAY.format(number), rec)
 
 
 # -- replays -----------------------------------------------------------------------------------
@@ -716,39 +488,6 @@ REPLAY_KEYS = ("seeds", "test_acc_final", "mean", "std", "challenge_holds", "wei
 
 
 REPLAY_ARTIFACTS = "artifacts"  # in a replay record: {file name: artifact id}
-
-
-def write_replay(study: optuna.Study, trial: FrozenTrial, report: dict[str, Any],
-                 note: str, store: ArtifactStore | None = None,
-                 files: Sequence[Path] = ()) -> None:
-    """A replay's summary on the study (for export) and in the trial's note (for people).
-
-    With ``store``, ``files`` (each seed's weights, ``model.onnx``, the reports) are uploaded
-    first. Optuna refuses artifacts on a finished trial (UpdateFinishedTrialError), and a
-    replay comes after its trial finished, so they are *study* artifacts named
-    ``trial<N>-<name>``; the record keeps their ids under :data:`REPLAY_ARTIFACTS` and names
-    the weights by file name, never by a local path, and the note links them. Without a
-    store (or from nas 0.1) ``weights`` holds the absolute paths the replay wrote.
-    """
-    rec = {k: report[k] for k in REPLAY_KEYS}
-    if store is not None and files:
-        ids = {}
-        with tempfile.TemporaryDirectory() as tmp:
-            for f in files:
-                named = Path(tmp) / f"trial{trial.number}-{f.name}"
-                named.write_bytes(f.read_bytes())  # the upload takes its name from the path
-                ids[f.name] = upload_artifact(artifact_store=store, file_path=str(named),
-                                              study_or_trial=study,
-                                              mimetype=_MIMETYPES.get(f.suffix))
-        rec[REPLAY_ARTIFACTS] = ids
-        rec["weights"] = [Path(w).name for w in rec["weights"]]
-        links = "\n".join(f"- [trial{trial.number}-{name}](/artifacts/{study._study_id}/{aid})"
-                          for name, aid in ids.items())
-        note += (f"\n### Replay files (study artifacts)\n\n{links}\n\nAlso under the "
-                 f"study's Artifacts tab.\n")
-    study.set_user_attr(_REPLAY.format(trial.number), rec)
-    # A finished trial cannot take new user attributes, but its note lives on the study.
-    save_note(optuna.trial.Trial(study, trial._trial_id), note)
 
 
 def replay_of(study: optuna.Study, number: int) -> dict[str, Any] | None:
@@ -798,161 +537,9 @@ def replay_of(study: optuna.Study, number: int) -> dict[str, Any] | None:
     return rec
 
 
-REPLAY_FILE_NAMES = ("model.onnx", "report.md", "report.json")  # a replay's files besides weights
-
-
-@dataclass(frozen=True)
-class ReplayWeights:
-    """Seed 0's checkpoint of a replay, or why there is none: ``why_not`` completes "the
-    weights of trial N's replay ..." (e.g. "are not in nas.db.artifacts (...)", "were refused:
-    ...")."""
-
-    checkpoint: dict[str, Any] | None
-    why_not: str = ""
-
-
-def replay_checkpoint(study: optuna.Study, number: int, spec: ArchSpec,
-                      store: ArtifactStore | None, folder: Path | None = None,
-                      trusted: Sequence[Path] = ()) -> ReplayWeights:
-    """Seed 0's checkpoint of trial ``number``'s replay (seed 0's: picking the best seed
-    would be selection on the test set), read back from the artifact store by id.
-
-    Only files inside the study's own folders are read: ``store`` (a
-    :class:`nas.study.artifacts.CheckedStore`, whose folder ``folder`` is, for the messages) refuses
-    ids that resolve outside it; a replay recorded before artifacts (nas 0.1) names an absolute
-    path, read only if it resolves, symlinks included, to a regular file under one of
-    ``trusted`` (the artifact folder and the database's folder: nas 0.1 wrote runs/ beside
-    it). A path elsewhere is refused without being opened. The record itself is checked by
-    :func:`replay_of` (RecordError). No checkpoint: ``why_not`` says why."""
-    replay = replay_of(study, number)
-    if replay is None:
-        return ReplayWeights(None, "do not exist (no replay recorded)")
-    first = replay["weights"][0]
-    ids = replay.get(REPLAY_ARTIFACTS)
-    where = folder if folder is not None else "the artifact folder"
-    hint = "copy the artifact folder with the database, or pass --artifact-dir"
-    if not ids:
-        return _checkpoint_by_path(Path(first), spec, trusted)
-    if first not in ids:
-        return ReplayWeights(None, f"were refused: the record names weights {first!r:.80}, "
-                                   f"which are not among its artifacts")
-    if store is None:
-        return ReplayWeights(None, f"are not in {where} (no such folder: {hint})")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "weights.pt"
-        try:
-            download_artifact(artifact_store=store, file_path=str(path),
-                              artifact_id=ids[first])
-        except ArtifactNotFound:
-            return ReplayWeights(None, f"are not in {where} ({hint})")
-        except ValueError as e:  # the store refused the id (nas.study.artifacts.ArtifactRefused)
-            return ReplayWeights(None, f"were refused: {e}")
-        except OSError as e:
-            raise ArtifactError(f"artifact folder {where}: {e.strerror or e}") from None
-        ckpt = checkpoint_of(path, spec)
-    if ckpt is None:
-        return ReplayWeights(None, f"were refused: artifact {ids[first]} ({first}) is not a "
-                                   f"checkpoint of this trial's spec")
-    return ReplayWeights(ckpt)
-
-
-def _checkpoint_by_path(path: Path, spec: ArchSpec, trusted: Sequence[Path]) -> ReplayWeights:
-    """A nas 0.1 record's weights: an absolute path, read only inside ``trusted``."""
-    if not path.is_absolute():
-        return ReplayWeights(None, f"were refused: the record names {str(path)!r:.80}, not an "
-                                   f"absolute path as nas 0.1 wrote")
-    real = path.resolve()
-    roots = [r.resolve() for r in trusted]
-    if not any(real.is_relative_to(r) for r in roots):
-        places = " or ".join(str(r) for r in roots) or "no folder of this study"
-        return ReplayWeights(None, f"were refused: the record names {path}, outside {places} "
-                                   f"(nas reads a study's files only from its own folders)")
-    if not real.exists():
-        return ReplayWeights(None, f"are not at {path}, where the record says")
-    if not real.is_file() or real.stat().st_size > MAX_ARTIFACT_BYTES:
-        return ReplayWeights(None, f"were refused: {path} is not a checkpoint file")
-    ckpt = checkpoint_of(real, spec)
-    if ckpt is None:
-        return ReplayWeights(None, f"were refused: {path} is not a checkpoint of this "
-                                   f"trial's spec")
-    return ReplayWeights(ckpt)
-
-
-# -- artifacts ---------------------------------------------------------------------------------
-# The files themselves live in an Optuna artifact store (nas.study.artifacts.open_store: by default a
-# folder beside the database); Optuna links them to a trial or study by artifact id, so a
-# database copied with its artifact folder keeps every link.
+# -- artifact names (the files: nas.study.uploads) ----------------------------------------------
 ARCH_FILE, LAYERS_FILE = "arch.json", "layers.md"  # a trained trial's artifacts
-_MIMETYPES = {".pt": "application/octet-stream", ".onnx": "application/octet-stream",
-              ".md": "text/markdown", ".json": "application/json"}
-
-
-def write_arch_artifacts(trial: Trial, store: ArtifactStore | None, plan: Plan) -> None:
-    """Attach the trial's architecture as artifacts: ``arch.json`` (the spec, what
-    ``nas.replay --spec`` takes) and ``layers.md`` (the layer table). No store: nothing."""
-    if store is None:
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, text in ((ARCH_FILE, plan.spec.to_json(indent=2) + "\n"),
-                           (LAYERS_FILE, trial_note(plan, trial.number))):
-            path = Path(tmp) / name
-            path.write_text(text)
-            upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial,
-                            mimetype=_MIMETYPES[path.suffix])
-
-
-def artifact_names(trial: FrozenTrial, storage: optuna.storages.BaseStorage) -> list[str]:
-    """The file names of a trial's artifacts."""
-    return sorted(m.filename for m in optuna.artifacts.get_all_artifact_meta(
-        trial, storage=storage))
-
-
-# -- checkpoints -------------------------------------------------------------------------------
-def save_checkpoint(path: Path, spec: ArchSpec, state_dict: dict[str, Any],
-                    train_config: dict[str, Any], metrics: dict[str, Any]) -> None:
-    """Weights plus everything that rebuilds them (nanoGPT's ``model_args`` idea)."""
-    import torch
-
-    state = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    torch.save({"state_dict": state, "spec": spec.to_json(), "train_config": train_config,
-                "metrics": metrics, "versions": versions()}, path)
-
-
-def checkpoint_of(path: Path, spec: ArchSpec) -> dict[str, Any] | None:
-    """The checkpoint at ``path`` if it is one :func:`save_checkpoint` wrote for ``spec``:
-    its spec, and a state dict with exactly the tensors (names, shapes, floating dtypes) that
-    ``build(spec)`` has, so loading it cannot fail. None for a missing file or anything else
-    (a checkpoint may come from a downloaded artifact folder)."""
-    import torch
-
-    from nas.arch.build import build
-
-    if not path.is_file():
-        return None
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - not a checkpoint at all
-        return None
-    if not isinstance(ckpt, dict) or ckpt.get("spec") != spec.to_json() or \
-            not isinstance(ckpt.get("state_dict"), dict):
-        return None
-    with torch.device("meta"):  # shapes only: nothing allocated
-        want = {k: (tuple(v.shape), v.is_floating_point())
-                for k, v in build(spec).state_dict().items()}
-    have = ckpt["state_dict"]
-    if set(have) != set(want) or not all(
-            isinstance(v, torch.Tensor) and (tuple(v.shape), v.is_floating_point()) == want[k]
-            for k, v in have.items()):
-        return None
-    return ckpt
-
-
-def load_weights(path: Path) -> dict[str, Any]:
-    """The state dict of a checkpoint written by :func:`save_checkpoint`, loaded without
-    unpickling code (``weights_only``)."""
-    import torch
-
-    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+REPLAY_FILE_NAMES = ("model.onnx", "report.md", "report.json")  # a replay's files besides weights
 
 
 # -- the dashboard note ------------------------------------------------------------------------

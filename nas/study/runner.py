@@ -27,6 +27,9 @@ from typing import Any
 import optuna
 import torch
 
+from nas.study.stages import Stage, stages_of
+from nas.study import selection
+from nas.study import recovery
 from nas.study import record
 from nas.errors import UserError
 from nas.study.artifacts import open_store
@@ -34,11 +37,12 @@ from nas.study.budget import describe, fit_budget, measure_rate, plan_stages
 from nas.training.data import load_mnist
 from nas.arch.plan import param_count
 from nas.study.objective import Objective
-from nas.study.processes import Interrupted, WorkerDied, die_with_parent, handle_signals
+from nas.errors import WorkerDied
+from nas.study.processes import Interrupted, die_with_parent, handle_signals
 from nas.arch.space import smallest
 from nas.study.storage import (check_url, check_writable, faults, open_storage,
                          quiet_storage_faults_in_threads)
-from nas.study.config import (SearchConfig, enqueue_start, finalist_markdown, make_pruner,
+from nas.study.config import (SearchConfig, finalist_markdown, make_pruner,
                        make_sampler, prepare_study)
 from nas.training.trainer import EpochReport, TrainingDiverged, resolve_device
 
@@ -103,11 +107,11 @@ class Tickets:
             self.done.value += 1
 
 
-def run_worker(cfg: SearchConfig, stage: str, tickets: Tickets, progress: bool,
+def run_worker(cfg: SearchConfig, stage: Stage, tickets: Tickets, progress: bool,
                deadline: float | None = None) -> None:
-    """Train until the tickets run out (or, in the search stage, ``deadline`` passes). One
-    process, one device context. In the search stage a ticket is one trained candidate
-    (rejected and duplicate ones are free); in the finalist stage, one queued finalist run.
+    """Train until the tickets run out (or ``deadline`` passes). One process, one device
+    context. A ticket is what the stage says (:attr:`Stage.draws`): one candidate that went to
+    training (rejected and duplicate ones are free), or one queued run.
 
     Raises :class:`nas.study.storage.StorageError` (one line) for a storage fault, and whatever
     interrupts it (:class:`Interrupted`), after its running trial was marked FAIL.
@@ -119,30 +123,20 @@ def run_worker(cfg: SearchConfig, stage: str, tickets: Tickets, progress: bool,
     mnist = load_mnist(cfg.data_dir)
     tr, val = mnist.search_splits(cfg.n_val, cfg.split_seed)
     tr, val = tr.to(device), val.to(device)
-    search_cfg = cfg.search_train()
-    # The same images for every candidate (and every worker): seeded by the split's seed.
-    # A subset at least as large as the split is the split (e.g. the default on small data).
-    search_tr = tr.subset(cfg.proxy_subset, cfg.split_seed) \
-        if cfg.proxy_subset and cfg.proxy_subset < len(tr) else tr
     with faults(cfg.storage):
         storage = open_storage(cfg.storage, heartbeat=cfg.heartbeat)
         study = optuna.load_study(study_name=cfg.study_name, storage=storage,
                                   sampler=make_sampler(cfg.sampler, cfg.seed),
-                                  pruner=make_pruner(cfg.pruner, search_cfg.epochs))
-        if stage == record.SEARCH:
-            bars = _Bars(study, cfg.trials, record.count_trained(study), search_cfg.epochs,
-                         progress, "trials")
-        else:
-            bars = _Bars(study, tickets.left.value, 0, cfg.train.epochs, progress, "finalists")
-        objective = Objective(search_tr, val, search_cfg, cfg.max_params, device,
-                              on_epoch=bars.epoch, finalist_cfg=cfg.train, finalist_split=tr,
-                              artifacts=open_store(cfg.storage, cfg.artifact_dir, create=True),
-                              space=cfg.space, train_space=cfg.train_space)
+                                  pruner=make_pruner(cfg.pruner, cfg.search_train().epochs))
+        total, done = stage.total(tickets.left.value)
+        bars = _Bars(study, total, done, stage.schedule().epochs, progress, stage.unit)
+        objective = Objective(cfg, tr, val, device, on_epoch=bars.epoch,
+                              artifacts=open_store(cfg.storage, cfg.artifact_dir, create=True))
         # A diverged or out-of-memory candidate fails alone; anything else is a bug.
         catch = (TrainingDiverged, torch.OutOfMemoryError)
         try:
             while (deadline is None or time.time() < deadline) and tickets.take():
-                if stage == record.FINALIST:
+                if not stage.draws:
                     bars.start_trial()
                     while _optimize(study, objective, bars, n_trials=1, catch=catch) is False:
                         pass  # its run was queued again: this ticket takes it
@@ -157,7 +151,7 @@ def run_worker(cfg: SearchConfig, stage: str, tickets: Tickets, progress: bool,
                             break
                     if not until.trained:
                         if deadline is not None and time.time() >= deadline:
-                            break  # --timeout: the search stage ends here
+                            break  # --timeout: the stage ends here
                         raise UserError(f"{MAX_REJECTS_IN_A_ROW} candidates in a row were "
                                         f"over --max-params {cfg.max_params:,}, invalid or "
                                         f"already trained: raise the budget")
@@ -207,7 +201,7 @@ class _UntilTrained:
             self.bars.start_trial()
 
 
-def _worker_main(cfg: SearchConfig, stage: str, tickets: Tickets, deadline: float | None,
+def _worker_main(cfg: SearchConfig, stage: Stage, tickets: Tickets, deadline: float | None,
                  errors: Any) -> None:
     """A worker process: dies with its parent; SIGTERM/SIGINT stop it cleanly; a user error
     or storage fault goes back to the parent as one line."""
@@ -242,7 +236,7 @@ class _Bars:
     def _refresh_best(self) -> None:
         if not self.enabled:
             return
-        done = record.completed(self.study)
+        done = selection.completed(self.study)
         if done:
             best = done[0]
             self.outer.set_postfix_str(f"best {best.value:.2%} (#{best.number}, "
@@ -304,20 +298,19 @@ def search(cfg: SearchConfig, progress: bool = True) -> optuna.Study:
     study = prepare_study(cfg)
     trained = record.count_trained(study)
     cfg, finalist_deadline = _plan(cfg, device, trained, n_train - cfg.n_val, started, progress)
-    deadline = time.time() + cfg.timeout if cfg.timeout else None
-    remaining = cfg.trials - trained
-    if remaining > 0:
+    # --timeout ends the search stage; --time-budget also stops starting finalist runs in time.
+    deadlines = {record.SEARCH: time.time() + cfg.timeout if cfg.timeout else None,
+                 record.FINALIST: finalist_deadline}
+    for stage in stages_of(cfg):
         with faults(cfg.storage):
-            enqueue_start(study, cfg, remaining)
-        _run_stage(cfg, record.SEARCH, remaining, progress, deadline)
+            tickets = stage.queue(study)
+        if tickets:
+            deadline = deadlines.get(stage.name)
+            _run_stage(cfg, stage, tickets, progress, deadline)
+            if not stage.draws and deadline is not None and time.time() >= deadline:
+                _say(f"--time-budget: the {stage.unit} still queued stay queued (the same "
+                     f"command goes on with them)")
     if cfg.finalists > 0:
-        with faults(cfg.storage):
-            pending = record.enqueue_finalists(study, cfg.finalists, cfg.finalist_seeds)
-        if pending:
-            _run_stage(cfg, record.FINALIST, pending, progress, finalist_deadline)
-            if finalist_deadline is not None and time.time() >= finalist_deadline:
-                _say("--time-budget: the finalist runs still queued stay queued (the same "
-                     "command goes on with them)")
         with faults(cfg.storage):  # the pick, where optuna-dashboard shows the study
             record.write_finalist_note(study, finalist_markdown(study, cfg.train.epochs))
     return study
@@ -356,7 +349,7 @@ def _plan(cfg: SearchConfig, device: torch.device, trained: int, n_split: int,
     return cfg, finalist_deadline
 
 
-def _run_stage(cfg: SearchConfig, stage: str, n: int, progress: bool,
+def _run_stage(cfg: SearchConfig, stage: Stage, n: int, progress: bool,
                deadline: float | None) -> None:
     """``n`` tickets of ``stage``, in this process or in ``cfg.workers`` worker processes."""
     if cfg.workers > 1:
@@ -369,11 +362,11 @@ def _run_stage(cfg: SearchConfig, stage: str, n: int, progress: bool,
         with faults(cfg.storage):  # what the interrupt left RUNNING in this process
             study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(
                 cfg.storage, heartbeat=cfg.heartbeat))
-            record.fail_stale_trials(study, this_process_ended=True)
+            recovery.fail_stale_trials(study, this_process_ended=True)
         raise
 
 
-def _supervise(cfg: SearchConfig, stage: str, n: int, progress: bool,
+def _supervise(cfg: SearchConfig, stage: Stage, n: int, progress: bool,
                deadline: float | None) -> None:
     """Run ``cfg.workers`` worker processes until the ``n`` tickets run out; stop them all on
     a signal, on a worker's error or death."""
@@ -384,9 +377,9 @@ def _supervise(cfg: SearchConfig, stage: str, n: int, progress: bool,
     tickets, errors = Tickets(n, ctx), ctx.SimpleQueue()
     procs = [ctx.Process(target=_worker_main, args=(cfg, stage, tickets, deadline, errors),
                          name=f"worker {w}") for w in range(cfg.workers)]
-    total, done = (cfg.trials, cfg.trials - n) if stage == record.SEARCH else (n, 0)
-    what = "trials" if stage == record.SEARCH else "finalist runs"
-    bar = tqdm(total=total, initial=done, desc=f"{what} ({cfg.workers} workers)", unit="trial",
+    total, done = stage.total(n)
+    bar = tqdm(total=total, initial=done, desc=f"{stage.unit} ({cfg.workers} workers)",
+               unit="trial",
                disable=not progress, dynamic_ncols=True)
     try:
         with handle_signals():
@@ -408,7 +401,7 @@ def _supervise(cfg: SearchConfig, stage: str, n: int, progress: bool,
         with faults(cfg.storage):
             study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(
                 cfg.storage, heartbeat=cfg.heartbeat))
-            record.fail_stale_trials(study)  # trials of workers that had to be killed
+            recovery.fail_stale_trials(study)  # trials of workers that had to be killed
         raise
     finally:
         bar.close()

@@ -46,6 +46,7 @@ from typing import Any
 
 import torch
 
+from nas.training import checkpoint
 from nas.study import record
 from nas.cli.common import (DATA_DIR_HELP, DEVICE_HELP, Parser, describe, nonneg_int, positive_int,
                             run)
@@ -639,7 +640,7 @@ def _host() -> dict[str, Any]:
 def _versions() -> dict[str, str]:
     import torchvision
 
-    return {**record.versions(), "torchvision": str(torchvision.__version__)}
+    return {**checkpoint.versions(), "torchvision": str(torchvision.__version__)}
 
 
 def cli() -> None:

@@ -37,7 +37,7 @@ from typing import Any
 import optuna
 import torch
 
-from nas.study import record
+from nas.training import checkpoint
 from nas.cli.common import (DATA_DIR_HELP, DEVICE_HELP, Parser, describe, nonneg_int, positive_int,
                             run)
 from nas.errors import UserError
@@ -382,7 +382,7 @@ def write_report(out: Path, stem: str, header: dict[str, Any], runs: list[dict[s
     done = {(r["candidate"], r["proxy"], r["seed"]) for r in runs}
     todo = [j for j in jobs if (j.candidate, j.proxy, j.seed) not in done]
     rep = {"command": command, "first_command": header["command"],
-           "date": time.strftime("%Y-%m-%d %H:%M %Z"), "host": host, "versions": record.versions(),
+           "date": time.strftime("%Y-%m-%d %H:%M %Z"), "host": host, "versions": checkpoint.versions(),
            "identity": header["identity"], "candidates": header.get("candidates"),
            "runs_done": len(jobs) - len(todo), "runs_planned": len(jobs), "partial": bool(todo),
            "analysis": analyze(runs, header["identity"])}

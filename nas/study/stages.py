@@ -1,0 +1,190 @@
+"""The stages of a search: what each trains, how its trials are queued, what one ticket is.
+
+A search runs its stages in order (:func:`stages_of`). Each stage says, in one place,
+
+- its **schedule** (the training settings before the training space's own) and its **images**;
+- how it **queues** its trials and how many *tickets* it has left to run (a resumed search
+  finishes an interrupted stage and queues nothing twice);
+- how a trial of it becomes a **candidate**: drawn by the sampler (with the budget, the
+  space's rules and duplicates checked first) or read back from the queued parameters;
+- whether the pruner may stop it, and whether it records its validation images one by one.
+
+A trial carries its stage's name (``record.stage_of``); the objective looks the stage up by
+that name (:func:`by_name`), so a queued trial trains under its own stage's rules in whatever
+worker takes it. Adding a rung is adding a subclass here and listing it in :func:`stages_of`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
+from typing import ClassVar, NoReturn
+
+import optuna
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from nas.arch import space as arch_space
+from nas.arch.plan import Plan, plan
+from nas.arch.spec import ArchSpec, SpecError
+from nas.study import record
+from nas.study.config import SearchConfig, enqueue_start
+from nas.study.selection import completed, earlier_same_arch
+from nas.training.data import Split
+from nas.training.space import sample_train
+from nas.training.trainer import TrainConfig
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What one trial trains: the network, its plan and its complete training settings (the
+    stage's schedule, the training space's settings, the seed)."""
+
+    spec: ArchSpec
+    plan: Plan
+    cfg: TrainConfig
+
+
+class Stage(ABC):
+    """One stage of a search, built from the search's settings."""
+
+    name: ClassVar[str]  # what its trials record as their stage
+    unit: ClassVar[str]  # what its progress counts
+    prune: ClassVar[bool]  # whether the pruner may stop its trials before the last epoch
+    per_image: ClassVar[bool]  # whether its trials record each validation image right/wrong
+    # True: a ticket is one candidate that went to training, drawn by the sampler (rejected
+    # and duplicate draws cost milliseconds and are free); False: one queued run.
+    draws: ClassVar[bool]
+
+    def __init__(self, cfg: SearchConfig) -> None:
+        self.cfg = cfg
+
+    @abstractmethod
+    def schedule(self) -> TrainConfig:
+        """The training settings of this stage, before the training space's."""
+
+    @abstractmethod
+    def images(self, split: Split) -> Split:
+        """The training images of this stage, from the search's training split."""
+
+    @abstractmethod
+    def queue(self, study: optuna.Study) -> int:
+        """Queue what this stage still has to run; returns its tickets left."""
+
+    @abstractmethod
+    def candidate(self, trial: Trial, max_params: int) -> Candidate | FrozenTrial:
+        """The candidate trial ``trial`` trains, or the earlier trial that already trained it
+        (its result is reused). A candidate the search may not train raises
+        ``optuna.TrialPruned`` after recording why (:func:`reject`)."""
+
+    def total(self, tickets: int) -> tuple[int, int]:
+        """(total, done) for this stage's progress bar, given its tickets left."""
+        return tickets, 0
+
+
+class SearchStage(Stage):
+    """The cheap stage: the sampler draws candidates, each trained on the proxy schedule
+    (``--proxy-epochs`` on ``--proxy-subset`` images); ``--trials`` of them train."""
+
+    name, unit, prune, per_image, draws = record.SEARCH, "trials", True, False, True
+
+    def schedule(self) -> TrainConfig:
+        return self.cfg.search_train()
+
+    def images(self, split: Split) -> Split:
+        # The same images for every candidate (and every worker): seeded by the split's seed.
+        # A subset at least as large as the split is the split (e.g. the default on small data).
+        n = self.cfg.proxy_subset
+        return split.subset(n, self.cfg.split_seed) if n and n < len(split) else split
+
+    def queue(self, study: optuna.Study) -> int:
+        left = self.cfg.trials - record.count_trained(study)
+        if left > 0:
+            enqueue_start(study, self.cfg, left)
+        return max(left, 0)
+
+    def total(self, tickets: int) -> tuple[int, int]:
+        return self.cfg.trials, self.cfg.trials - tickets
+
+    def candidate(self, trial: Trial, max_params: int) -> Candidate | FrozenTrial:
+        spec = arch_space.sample(self.cfg.space, trial, max_params)
+        try:
+            p = plan(spec.validate())  # the one plan of this candidate
+        except SpecError as e:
+            trial.set_constraint("invalid_spec", 1.0)
+            reject(trial, f"invalid: {e}")
+        record.write_candidate(trial, spec, p)
+        # Feasible iff <= 0: the sampler learns where the budget's edge lies.
+        trial.set_constraint("params_over_budget", float(p.params - max_params))
+        if p.params > max_params:
+            reject(trial, f"{p.params:,} parameters > budget {max_params:,}")
+        why = arch_space.rejection(self.cfg.space, p)
+        if why:  # e.g. too small a receptive field: infeasible for the sampler too
+            trial.set_constraint("space_rule", 1.0)
+            reject(trial, why)
+        cfg = sample_train(self.cfg.train_space, trial, self.schedule())
+        twin = earlier_same_arch(trial.study, trial, record.candidate_key(trial) or "")
+        return twin if twin is not None else Candidate(spec, p, cfg)
+
+
+class FinalistStage(Stage):
+    """The decision: the ``--finalists`` best search-stage candidates retrained with the full
+    schedule on all training images, ``--finalist-seeds`` seeds each, never pruned, each
+    validation image recorded (for the paired comparison of the pick)."""
+
+    name, unit, prune, per_image, draws = record.FINALIST, "finalist runs", False, True, False
+
+    def schedule(self) -> TrainConfig:
+        return self.cfg.train
+
+    def images(self, split: Split) -> Split:
+        return split
+
+    def queue(self, study: optuna.Study) -> int:
+        """Queue the runs still missing for the best search-stage candidates: a run already
+        complete, queued or running is not queued again. Returns how many are pending
+        (queued now or earlier)."""
+        if self.cfg.finalists <= 0:
+            return 0
+        trials = study.get_trials(deepcopy=False)
+        mine = [t for t in trials if record.stage_of(t) == self.name]
+        have = {(record.candidate_key(t), record.finalist_seed(t, study)) for t in mine
+                if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)}
+        pending = sum(t.state == TrialState.WAITING for t in mine)
+        for source in completed(study)[:self.cfg.finalists]:
+            for seed in range(self.cfg.finalist_seeds):
+                if (record.candidate_key(source), seed) not in have:
+                    study.enqueue_trial(source.params,
+                                        user_attrs=record.finalist_attrs(source, seed))
+                    pending += 1
+        return pending
+
+    def candidate(self, trial: Trial, max_params: int) -> Candidate:
+        # The queued parameters: the finalist's architecture and training settings, on the
+        # full schedule with the finalist's seed.
+        spec = arch_space.sample(self.cfg.space, trial, max_params)
+        cfg = replace(sample_train(self.cfg.train_space, trial, self.schedule()),
+                      seed=record.finalist_seed(trial))
+        p = plan(spec.validate())
+        record.write_candidate(trial, spec, p)
+        return Candidate(spec, p, cfg)
+
+
+STAGES: tuple[type[Stage], ...] = (SearchStage, FinalistStage)  # in the order a search runs
+
+
+def stages_of(cfg: SearchConfig) -> list[Stage]:
+    """The stages of a search with settings ``cfg``, in order."""
+    return [kind(cfg) for kind in STAGES]
+
+
+def by_name(cfg: SearchConfig) -> dict[str, Stage]:
+    """The stages of a search by the name their trials record."""
+    return {s.name: s for s in stages_of(cfg)}
+
+
+def reject(trial: Trial, reason: str) -> NoReturn:
+    """End ``trial`` untrained: recorded as rejected with ``reason`` (and a dashboard note),
+    PRUNED for Optuna."""
+    record.write_outcome(trial, record.REJECTED, reason)
+    record.write_rejected_note(trial, reason)
+    raise optuna.TrialPruned(f"rejected: {reason}")
