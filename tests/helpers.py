@@ -20,8 +20,8 @@ TINY_TRAIN = TrainConfig(epochs=2, batch_size=100, lr=0.1, eval_batch_size=500)
 
 def tiny_config(tmp_path: Path, data_dir: Path, **changes) -> SearchConfig:
     base = dict(storage=f"sqlite:///{tmp_path / 'nas.db'}", study_name="t", trials=3,
-                max_params=20_000, data_dir=str(data_dir), n_val=200, device="cpu",
-                train=TINY_TRAIN, finalists=0, proxy_epochs=None, proxy_subset=None,
+                max_params=20_000, data_dir=str(data_dir), val_size=200, device="cpu",
+                full_schedule=TINY_TRAIN, finalists=0, proxy_epochs=None, proxy_subset=None,
                 pruner="hyperband")  # the pruned full schedule: a stage of its own, fast
     base.update(changes)
     return SearchConfig(**base)

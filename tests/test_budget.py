@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nas.study import selection
-from nas.study.budget import OVERHEAD_S, Rate, Stage, describe, fit_budget, hms, parse_duration, \
+from nas.study.budget import OVERHEAD_S, Rate, StagePlan, describe, fit_budget, hms, parse_duration, \
     plan_stages
 from nas.study.config import SearchConfig
 
@@ -60,7 +60,7 @@ def test_durations_and_their_words():
 
 
 def test_a_stage_without_runs_is_not_described():
-    assert describe([Stage("finalists", 0, 20, 50_000, 10_000)], RATE)[0].startswith(
+    assert describe([StagePlan("finalists", 0, 20, 50_000, 10_000)], RATE)[0].startswith(
         "  estimated 0 s")
 
 

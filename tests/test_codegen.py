@@ -62,7 +62,7 @@ def test_generated_fit_trains_the_way_nas_does(tiny_mnist_dir):
     spec = ArchSpec(stem=Conv3x3(8), blocks=(Block((Conv3x3(8),), (MaxPool(),)),
                                              Block((Conv3x3(16),), (MaxPool(),))),
                     head=Head("gap_linear"))
-    tr, val = load_mnist(tiny_mnist_dir, download=False).search_splits(n_val=200)
+    tr, val = load_mnist(tiny_mnist_dir, download=False).search_splits(val_size=200)
     cfg = TrainConfig(epochs=3, batch_size=25, lr=0.2, ema=0.9, channels_last=False,
                       precision="fp32", seed=3)
     ours = train(spec, tr, val, cfg, "cpu")

@@ -62,18 +62,18 @@ def test_missing_files_say_what_to_put_where(tmp_path):
 def test_search_split_is_fixed_disjoint_and_leaves_test_alone(tmp_path):
     write_mnist(tmp_path, 300, 40)
     m = load_mnist(tmp_path, download=False)
-    tr, val = m.search_splits(n_val=100, seed=3)
+    tr, val = m.search_splits(val_size=100, seed=3)
     assert len(tr) == 200 and len(val) == 100
-    tr2, val2 = m.search_splits(n_val=100, seed=3)
+    tr2, val2 = m.search_splits(val_size=100, seed=3)
     assert torch.equal(val.x, val2.x) and torch.equal(tr.y, tr2.y)
-    _, val3 = m.search_splits(n_val=100, seed=4)
+    _, val3 = m.search_splits(val_size=100, seed=4)
     assert not torch.equal(val.x, val3.x)
     # Together they are exactly the training images (as a multiset of rows).
     both = torch.cat([tr.x, val.x]).flatten(1)
     key = lambda t: sorted(map(bytes, t.numpy()))  # noqa: E731
     assert key(both) == key(m.train.x.flatten(1))
     with pytest.raises(DataError):
-        m.search_splits(n_val=300)
+        m.search_splits(val_size=300)
 
 
 def test_the_shipped_copy_is_real_mnist():

@@ -21,7 +21,7 @@ from tests.helpers import TINY_TRAIN, tiny_config
 
 def two_stage(tmp_path, data_dir, **changes):
     settings = dict(trials=3, max_params=12_000, pruner="none", proxy_epochs=1,
-                    train=replace(TINY_TRAIN, epochs=3), finalists=2, finalist_seeds=2)
+                    full_schedule=replace(TINY_TRAIN, epochs=3), finalists=2, finalist_seeds=2)
     return tiny_config(tmp_path, data_dir, **{**settings, **changes})
 
 

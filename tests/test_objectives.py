@@ -19,12 +19,12 @@ from tests.helpers import TINY_TRAIN
 
 def one_stage(train: TrainConfig, max_params: int) -> SearchConfig:
     """Search-stage trials train with ``train`` itself, on the whole split."""
-    return SearchConfig(train=train, max_params=max_params, proxy_epochs=None, proxy_subset=None)
+    return SearchConfig(full_schedule=train, max_params=max_params, proxy_epochs=None, proxy_subset=None)
 
 
 @pytest.fixture()
 def objective(tiny_mnist_dir):
-    tr, val = load_mnist(tiny_mnist_dir, download=False).search_splits(n_val=200)
+    tr, val = load_mnist(tiny_mnist_dir, download=False).search_splits(val_size=200)
     return Objective(one_stage(TINY_TRAIN, 18_000), tr, val, torch.device("cpu"))
 
 
@@ -102,7 +102,7 @@ def test_the_last_epoch_is_never_pruned(tiny_mnist_dir):
         def prune(self, study, trial):
             return True
 
-    tr, val = load_mnist(tiny_mnist_dir, download=False).search_splits(n_val=200)
+    tr, val = load_mnist(tiny_mnist_dir, download=False).search_splits(val_size=200)
     objective = Objective(one_stage(replace(TINY_TRAIN, epochs=1), 20_000), tr, val,
                           torch.device("cpu"))
     study = optuna.create_study(direction="maximize", pruner=AlwaysPrune())

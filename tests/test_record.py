@@ -68,6 +68,28 @@ def test_a_study_from_the_previous_release_exports_and_replays(old_study, tmp_pa
     assert record.replay_of(again, best.number)["seeds"] == [0, 1]
 
 
+def test_the_record_format_is_written_read_and_a_newer_one_refused(old_study, tmp_path,
+                                                                    capsys):
+    study = optuna.create_study(direction="maximize")
+    record.write_study(study, {"max_params": 1}, {"name": "MNIST"}, 1, 1)
+    assert study.user_attrs[record.FORMAT] == record.FORMAT_VERSION == record.format_of(study)
+    old = optuna.load_study(study_name="mnist-12000p-1e", storage=old_study)
+    assert record.format_of(old) == 1  # nas 0.1.0 wrote no format: 1
+    record.check_format(old)
+
+    old.set_user_attr(record.FORMAT, record.FORMAT_VERSION + 1)
+    with pytest.raises(SystemExit) as e:
+        run(export.main, "nas.export", ["--storage", old_study, "--out", str(tmp_path / "e")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"record format {record.FORMAT_VERSION + 1}" in err and "upgrade nas" in err
+    assert not (tmp_path / "e").exists()  # refused before anything was written
+
+    old.set_user_attr(record.FORMAT, "two")
+    with pytest.raises(record.RecordError, match="attribute 'format' must be a format version"):
+        record.format_of(old)
+
+
 def test_search_cost_counts_images_of_both_stages_in_full_schedule_trainings():
     """By hand: the split has 1,000 images, the full schedule 15 epochs, so one full training
     is 15,000 images. Search-stage curves of 3, 1 and 0 epochs (a rejected candidate) on a

@@ -40,7 +40,7 @@ def test_search_trains_exactly_n_and_resumes_without_losing_trials(tmp_path, tin
     epochs = sum(len(t.user_attrs.get("val_acc", [])) for t in again)
     assert epochs > 5  # pruning may stop some early, but none is pruned before epoch 1
     assert f"in the search stage ({epochs} epochs)" in text
-    assert f"compute: {epochs / cfg.train.epochs:.1f} full-schedule trainings" in text
+    assert f"compute: {epochs / cfg.full_schedule.epochs:.1f} full-schedule trainings" in text
 
 
 def test_study_records_dataset_budget_and_versions(tmp_path, tiny_mnist_dir):
@@ -73,7 +73,7 @@ def test_parse_args_defaults_and_study_name():
     cfg, progress = parse_args([])
     assert cfg == replace(SearchConfig(), study_name="mnist-20000p-20e") and progress
     cfg, _ = parse_args(["--max-params", "8000", "--epochs", "15", "--no-progress"])
-    assert cfg.study_name == "mnist-8000p-15e" and cfg.train.epochs == 15
+    assert cfg.study_name == "mnist-8000p-15e" and cfg.full_schedule.epochs == 15
 
 
 def test_resuming_with_other_data_is_refused(tmp_path, tiny_mnist_dir):
@@ -117,12 +117,12 @@ def test_the_default_design_is_the_one_the_fidelity_study_chose():
     cfg, _ = parse_args([])
     assert (cfg.proxy_epochs, cfg.proxy_subset, cfg.pruner, cfg.finalists,
             cfg.finalist_seeds) == (4, 10_000, "none", 5, 3)
-    assert cfg.search_train().epochs == 4 and cfg.train.epochs == 20
+    assert cfg.proxy_schedule().epochs == 4 and cfg.full_schedule.epochs == 20
     cfg, _ = parse_args(["--proxy-epochs", "0", "--proxy-subset", "0", "--epochs", "15"])
     assert cfg.proxy_epochs is None and cfg.proxy_subset is None
-    assert cfg.search_train().epochs == 15
+    assert cfg.proxy_schedule().epochs == 15
     cfg, _ = parse_args(["--epochs", "2"])
-    assert cfg.search_train().epochs == 2
+    assert cfg.proxy_schedule().epochs == 2
 
 
 def test_a_study_that_predates_the_proxies_resumes_only_without_them(tmp_path, tiny_mnist_dir):

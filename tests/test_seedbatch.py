@@ -66,7 +66,7 @@ def test_the_copies_share_no_gradient():
 def test_each_batched_seed_trains_as_if_alone(tiny_mnist_dir):
     """Without dropout, same seed, fp32: the batched copies end with the weights and the
     accuracies of separate runs (the grouped kernels add only rounding)."""
-    tr, val = load_mnist(tiny_mnist_dir, download=False).search_splits(n_val=200)
+    tr, val = load_mnist(tiny_mnist_dir, download=False).search_splits(val_size=200)
     spec = _specs()[3]
     cfg = TrainConfig(epochs=2, batch_size=50, lr=0.1, precision="fp32", channels_last=False,
                       eval_batch_size=100)
@@ -81,7 +81,7 @@ def test_each_batched_seed_trains_as_if_alone(tiny_mnist_dir):
 
 
 def test_batched_seeds_with_dropout_and_ema_are_separate_runs(tiny_mnist_dir):
-    tr, val = load_mnist(tiny_mnist_dir, download=False).search_splits(n_val=200)
+    tr, val = load_mnist(tiny_mnist_dir, download=False).search_splits(val_size=200)
     spec = REFERENCE["bn_dropout_16k"]()
     cfg = TrainConfig(epochs=2, batch_size=50, lr=0.1, ema=0.9, eval_batch_size=100)
     a, b = train_seeds(spec, tr, val, cfg, seeds=[0, 1])

@@ -21,7 +21,7 @@ FAST = TrainConfig(epochs=2, batch_size=64, lr=0.1, eval_batch_size=256)
 
 @pytest.fixture()
 def splits(tiny_mnist_dir):
-    return load_mnist(tiny_mnist_dir, download=False).search_splits(n_val=200)
+    return load_mnist(tiny_mnist_dir, download=False).search_splits(val_size=200)
 
 
 def test_learns_the_synthetic_task_and_reports_every_epoch(splits):

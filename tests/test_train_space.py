@@ -72,7 +72,7 @@ def test_a_sweep_study_trains_finalists_with_their_own_settings(tmp_path, tiny_m
     trained = [t for t in by_number.values() if record.was_trained(t)]
     assert len(trained) == 3
     for t in trained:
-        want = sample_train("sweep", FixedTrial(t.params), cfg.search_train())
+        want = sample_train("sweep", FixedTrial(t.params), cfg.proxy_schedule())
         assert TrainConfig.from_dict(record.train_config_of(t)) == want
     finals = selection.finalists(study)
     assert len(finals) == 2
@@ -80,6 +80,6 @@ def test_a_sweep_study_trains_finalists_with_their_own_settings(tmp_path, tiny_m
         run = f.runs[0]
         source = by_number[run.user_attrs["finalist_of"]]
         got = TrainConfig.from_dict(record.train_config_of(run))
-        want = replace(sample_train("sweep", FixedTrial(source.params), cfg.train), seed=0)
+        want = replace(sample_train("sweep", FixedTrial(source.params), cfg.full_schedule), seed=0)
         assert got == want  # the source's settings, on the full schedule
         assert f.key == record.candidate_key(source)

@@ -73,7 +73,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[SearchConfig, bool]:
                    help="default mnist-<max-params>p-<epochs>e")
     p.add_argument("--max-params", type=positive_int, default=d.max_params,
                    help="hard parameter budget (default %(default)s)")
-    p.add_argument("--epochs", type=positive_int, default=d.train.epochs,
+    p.add_argument("--epochs", type=positive_int, default=d.full_schedule.epochs,
                    help="the full schedule: the finalists train this long, the search stage's "
                         "proxy min(--proxy-epochs, this) (default %(default)s)")
     p.add_argument("--proxy-epochs", type=nonneg_int, default=d.proxy_epochs,
@@ -104,7 +104,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[SearchConfig, bool]:
                         "batch order, augmentation; not the validation split (default "
                         "%(default)s)")
     p.add_argument("--data-dir", default=d.data_dir, help=DATA_DIR_HELP)
-    p.add_argument("--val-size", type=positive_int, default=d.n_val,
+    p.add_argument("--val-size", type=positive_int, default=d.val_size,
                    help="validation images carved from the 60,000 (default %(default)s)")
     p.add_argument("--sampler", default=d.sampler, choices=SAMPLERS,
                    help="tpe: multivariate TPE with constant liar, learns the budget's edge; "
@@ -122,11 +122,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[SearchConfig, bool]:
                         "recipe; sweep: the search also chooses learning rate, weight decay, "
                         "label smoothing, batch size, weight EMA and augmentation strength, "
                         "and a candidate is its network and its settings (default %(default)s)")
-    p.add_argument("--batch-size", type=positive_int, default=d.train.batch_size,
+    p.add_argument("--batch-size", type=positive_int, default=d.full_schedule.batch_size,
                    help="training batch size (default %(default)s)")
-    p.add_argument("--lr", type=positive_float, default=d.train.lr,
+    p.add_argument("--lr", type=positive_float, default=d.full_schedule.lr,
                    help="peak learning rate (default %(default)s)")
-    p.add_argument("--precision", default=d.train.precision, choices=PRECISIONS,
+    p.add_argument("--precision", default=d.full_schedule.precision, choices=PRECISIONS,
                    help="training precision (default %(default)s: bf16 on CUDA >= 8.0 and on "
                         "CPUs with bf16 units, fp16 with a gradient scaler on CUDA 7.x, else fp32)")
     p.add_argument("--compile", action="store_true", help="torch.compile the training step")
@@ -152,8 +152,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[SearchConfig, bool]:
         storage=a.storage, study_name=a.study_name or default_study_name(a.max_params, a.epochs)
         + ("-quick" if a.quick else ""),
         trials=a.trials, workers=a.workers, max_params=a.max_params, sampler=a.sampler,
-        pruner=a.pruner, device=a.device, data_dir=a.data_dir, n_val=a.val_size,
-        seed=a.seed, train=train, proxy_epochs=a.proxy_epochs or None,
+        pruner=a.pruner, device=a.device, data_dir=a.data_dir, val_size=a.val_size,
+        seed=a.seed, full_schedule=train, proxy_epochs=a.proxy_epochs or None,
         proxy_subset=a.proxy_subset or None, finalists=a.finalists,
         finalist_seeds=a.finalist_seeds, timeout=a.timeout, artifact_dir=a.artifact_dir,
         space=a.space, train_space=a.train_space, time_budget=a.time_budget)

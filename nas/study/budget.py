@@ -38,7 +38,7 @@ class Rate:
 
 
 @dataclass(frozen=True)
-class Stage:
+class StagePlan:
     """What one stage will train: ``runs`` trainings of ``epochs`` over ``train_images``,
     each epoch evaluated on ``eval_images``."""
 
@@ -61,16 +61,17 @@ class Stage:
 
 
 def plan_stages(cfg: SearchConfig, candidates: int, finalist_runs: int,
-                n_train: int) -> list[Stage]:
+                n_train: int) -> list[StagePlan]:
     """The stages a search with ``cfg`` will run: ``candidates`` search-stage trainings and
     ``finalist_runs`` finalist runs, on a training split of ``n_train`` images."""
-    proxy = cfg.search_train()
+    proxy = cfg.proxy_schedule()
     search_images = min(cfg.proxy_subset or n_train, n_train)
-    return [Stage("search", candidates, proxy.epochs, search_images, cfg.n_val),
-            Stage("finalists", finalist_runs, cfg.train.epochs, n_train, cfg.n_val)]
+    return [StagePlan("search", candidates, proxy.epochs, search_images, cfg.val_size),
+            StagePlan("finalists", finalist_runs, cfg.full_schedule.epochs, n_train,
+                      cfg.val_size)]
 
 
-def describe(stages: list[Stage], rate: Rate) -> list[str]:
+def describe(stages: list[StagePlan], rate: Rate) -> list[str]:
     """The plan in words, one line per stage and a total."""
     lines = []
     for s in stages:
@@ -133,11 +134,11 @@ def measure_rate(device: torch.device, cfg: SearchConfig, images: int = 2048) ->
 
     device = torch.device(device)
     g = torch.Generator().manual_seed(0)
-    n = max(images, 2 * cfg.train.batch_size)
+    n = max(images, 2 * cfg.full_schedule.batch_size)
     split = Split(torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=g),
                   torch.randint(0, 10, (n,), generator=g))
     tiny = Split(split.x[:1], split.y[:1])  # evaluation out of the way of the training time
-    tcfg = replace(cfg.train, epochs=1, compile=False)
+    tcfg = replace(cfg.full_schedule, epochs=1, compile=False)
     train(bn_dropout_16k(), tiny, tiny, tcfg, device)  # warm-up: allocations, kernels
     r = train(bn_dropout_16k(), split, tiny, tcfg, device)
     assert r.model is not None

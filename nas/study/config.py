@@ -56,10 +56,10 @@ class SearchConfig:
     pruner: str = "none"
     device: str = "auto"
     data_dir: str = str(DEFAULT_DATA_DIR)
-    n_val: int = 10_000
+    val_size: int = 10_000  # validation images carved from the training files
     split_seed: int = 0
     seed: int = 0
-    train: TrainConfig = field(default_factory=TrainConfig)  # the full schedule
+    full_schedule: TrainConfig = field(default_factory=TrainConfig)  # what finalists train
     proxy_epochs: int | None = 4  # the search stage's own short schedule; None: the full one
     proxy_subset: int | None = 10_000  # at most this many training images in the search stage;
     # None: the whole split
@@ -79,16 +79,17 @@ class SearchConfig:
     # of silence after which another process marks the trial FAIL (short ones in tests only).
     heartbeat: tuple[int, int] = (HEARTBEAT_S, GRACE_S)
 
-    def search_train(self) -> TrainConfig:
+    def proxy_schedule(self) -> TrainConfig:
         """The search stage's training settings: the full ones on the proxy schedule."""
-        return replace(self.train, epochs=min(self.proxy_epochs or self.train.epochs,
-                                              self.train.epochs))
+        return replace(self.full_schedule, epochs=min(self.proxy_epochs or self.full_schedule.epochs,
+                                                      self.full_schedule.epochs))
 
     def identity(self) -> dict[str, Any]:
         """What must match for trials to be comparable: resuming with other values is refused.
         (How many finalists, on how many seeds, may change from run to run.)"""
-        return {"max_params": self.max_params, "n_val": self.n_val, "split_seed": self.split_seed,
-                "train": self.train.to_dict(), "proxy_epochs": self.proxy_epochs,
+        return {"max_params": self.max_params, "n_val": self.val_size,  # the stored key
+                "split_seed": self.split_seed,
+                "train": self.full_schedule.to_dict(), "proxy_epochs": self.proxy_epochs,
                 "proxy_subset": self.proxy_subset, "space": self.space,
                 "train_space": self.train_space}
 
@@ -200,8 +201,7 @@ def prepare_study(cfg: SearchConfig) -> optuna.Study:
                                     direction="maximize", load_if_exists=True)
         if exists:
             old = _identity_of(study)
-            if old is None:
-                record.check_made_by_nas(study, cfg.storage)
+            record.check_made_by_nas(study, cfg.storage)  # and its format: one we can read
             diff = _differences({**UNRECORDED, **old}, identity)
             if diff:
                 space = {**UNRECORDED, **old}["space"]
@@ -214,9 +214,9 @@ def prepare_study(cfg: SearchConfig) -> optuna.Study:
             recovery.fail_stale_trials(study)
         else:
             record.write_study(study, identity, {
-                "name": "MNIST", "source": mnist.source, "train": len(mnist.train) - cfg.n_val,
-                "validation": cfg.n_val, "split_seed": cfg.split_seed,
-                "test": "not used during search"}, cfg.max_params, cfg.train.epochs)
+                "name": "MNIST", "source": mnist.source, "train": len(mnist.train) - cfg.val_size,
+                "validation": cfg.val_size, "split_seed": cfg.split_seed,
+                "test": "not used during search"}, cfg.max_params, cfg.full_schedule.epochs)
         record.write_last_command(study, sys.argv, asdict(cfg))
     return study
 
@@ -309,9 +309,9 @@ def summary(study: optuna.Study, cfg: SearchConfig, top: int = 5) -> str:
              f"({len(done)} complete, {count[record.PRUNED]} pruned, {count[record.FAILED]} "
              f"failed), {count[record.REJECTED]} rejected before training, "
              f"{count[record.DUPLICATE]} duplicates",
-             cost.search_cost(study, cfg.train.epochs).line()]
+             cost.search_cost(study, cfg.full_schedule.epochs).line()]
     if done:
-        epochs = cfg.search_train().epochs
+        epochs = cfg.proxy_schedule().epochs
         lines.append(f"{'trial':>6} {'val acc':>8} {'params':>7} {'RF':>4}  architecture "
                      f"(search stage, {epochs} epochs)")
         for t in done[:top]:
@@ -319,7 +319,7 @@ def summary(study: optuna.Study, cfg: SearchConfig, top: int = 5) -> str:
                          f"{record.rf_of(t):>4}  {record.spec_of(t).key()}")
     final = selection.finalists(study)
     if final:
-        lines += ["", f"finalists ({cfg.train.epochs} epochs, validation accuracy over seeds; "
+        lines += ["", f"finalists ({cfg.full_schedule.epochs} epochs, validation accuracy over seeds; "
                       f"the first is the pick):",
                   f"{'trial':>6} {'of':>5} {'mean':>7} {'± SE':>6} {'std':>6} {'seeds':>5} "
                   f"{'params':>7}  architecture"]

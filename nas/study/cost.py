@@ -45,7 +45,7 @@ class SearchCost:
 
 def search_cost(study: optuna.Study, full_epochs: int) -> SearchCost:
     """The compute a study has spent so far (:class:`SearchCost`); running trials count the
-    epochs they have recorded. Trials of studies before 0.2 trained on the whole split."""
+    epochs they have recorded. Trials of nas 0.1.0's studies trained on the whole split."""
     full_images = record.split_size(study)
     trials = study.get_trials(deepcopy=False)
     epochs, images = {record.SEARCH: 0, record.FINALIST: 0}, {record.SEARCH: 0, record.FINALIST: 0}

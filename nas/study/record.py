@@ -8,8 +8,11 @@ failed, with a ``reason``), its per-epoch validation curve and timings, and an o
 note with its layer table. A replay's result is recorded on the study (a finished trial takes
 no new user attributes), under ``replay:trial-N``.
 
-The format is stable: studies written by earlier releases read back unchanged
-(``tests/data/study-v0.1.0.db`` holds one).
+The format is versioned (:data:`FORMAT_VERSION`, stored as ``format`` on the study): a study
+without one is format 1, everything written before the version was recorded (nas 0.1.0's
+``tests/data/study-v0.1.0.db`` is one), and reads back unchanged, each key missing from it
+standing for its documented default. A study of a newer format than this release knows is
+refused with one line (:func:`check_format`), not misread.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from nas import __version__
 from nas.study.artifacts import valid_artifact_id
 from nas.arch.plan import Plan, plan
 from nas.study.processes import ProcessRecordError, check_process, this_process
@@ -69,6 +73,10 @@ DATASET = "dataset"
 MAX_PARAMS = "max_params"
 EPOCHS = "epochs"
 VERSIONS = "versions"
+FORMAT = "format"  # the record's format version: FORMAT_VERSION when written, 1 when missing
+# 2: the format is recorded; the stage objects' keys, per-image finalist records, space
+# versions and training-space labels are all optional and default as format 1 read them.
+FORMAT_VERSION = 2
 LAST_COMMAND = "last_command"
 _REPLAY = "replay:trial-{}"  # a trial's replay summary
 
@@ -115,6 +123,7 @@ def _int_attr(trial: FrozenTrial, key: str, default: int,
 def write_study(study: optuna.Study, identity: dict[str, Any], dataset: dict[str, Any],
                 max_params: int, epochs: int) -> None:
     """What a new study records once, at creation."""
+    study.set_user_attr(FORMAT, FORMAT_VERSION)
     study.set_user_attr(IDENTITY, identity)
     study.set_user_attr(DATASET, dataset)
     study.set_user_attr(MAX_PARAMS, max_params)
@@ -150,17 +159,37 @@ def write_dashboard_labels(study: optuna.Study) -> None:
     save_note(study, STUDY_NOTE)
 
 
+def format_of(study: optuna.Study) -> int:
+    """The study's record format (1 for a study that does not say)."""
+    v = study.user_attrs.get(FORMAT, 1)
+    if not _is_int(v, 1):
+        raise _bad(None, study, FORMAT, f"must be a format version (1 or more), got "
+                                        f"{short_repr(v)}")
+    return v
+
+
+def check_format(study: optuna.Study) -> None:
+    """Raise RecordError for a study written in a format newer than this release reads."""
+    v = format_of(study)
+    if v > FORMAT_VERSION:
+        raise RecordError(f"study {short_repr(study.study_name)} was written by a newer nas "
+                          f"(record format {v}; this nas {__version__} reads formats up to "
+                          f"{FORMAT_VERSION}): upgrade nas to read it")
+
+
 def identity_of(study: optuna.Study) -> dict[str, Any] | None:
     return study.user_attrs.get(IDENTITY)
 
 
 def check_made_by_nas(study: optuna.Study, url: str) -> None:
-    """Raise RecordError for a study that ``nas.search`` did not make (e.g. plain Optuna's)."""
+    """Raise RecordError for a study that ``nas.search`` did not make (e.g. plain Optuna's),
+    or one in a record format newer than this release reads (:func:`check_format`)."""
     if identity_of(study) is None or study.direction != optuna.study.StudyDirection.MAXIMIZE:
         from nas.study.storage import redact
 
         raise RecordError(f"study {study.study_name!r} in {redact(url)} was not made by nas.search "
                           f"(it has no nas identity): pass another --study-name")
+    check_format(study)
 
 
 def write_last_command(study: optuna.Study, argv: list[str], settings: dict[str, Any]) -> None:
@@ -339,7 +368,7 @@ def spec_of(trial: FrozenTrial, study: optuna.Study | None = None) -> ArchSpec:
 
 
 def key_of(trial: FrozenTrial) -> str | None:
-    """The architecture's canonical key (studies before 0.2 stored only the spec)."""
+    """The architecture's canonical key (nas 0.1.0's studies stored only the spec)."""
     if ARCH_KEY in trial.user_attrs:
         key = trial.user_attrs[ARCH_KEY]
         if not isinstance(key, str):
@@ -400,12 +429,12 @@ def train_config_of(trial: FrozenTrial, study: optuna.Study | None = None) -> di
 
 
 def precision_of(trial: FrozenTrial) -> str | None:
-    """bf16, fp16 or fp32; None for trials of studies before 0.2 (bf16 switches only)."""
+    """bf16, fp16 or fp32; None for trials of nas 0.1.0's studies (bf16 switches only)."""
     return trial.user_attrs.get(PRECISION)
 
 
 def stage_of(trial: FrozenTrial | Trial) -> str:
-    """``search`` (the cheap stage; every trial of studies before 0.2) or ``finalist``."""
+    """``search`` (the cheap stage; every trial of nas 0.1.0's studies) or ``finalist``."""
     return str(trial.user_attrs.get(STAGE, SEARCH))
 
 

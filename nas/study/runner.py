@@ -121,13 +121,13 @@ def run_worker(cfg: SearchConfig, stage: Stage, tickets: Tickets, progress: bool
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.workers))
     device = resolve_device(cfg.device)
     mnist = load_mnist(cfg.data_dir)
-    tr, val = mnist.search_splits(cfg.n_val, cfg.split_seed)
+    tr, val = mnist.search_splits(cfg.val_size, cfg.split_seed)
     tr, val = tr.to(device), val.to(device)
     with faults(cfg.storage):
         storage = open_storage(cfg.storage, heartbeat=cfg.heartbeat)
         study = optuna.load_study(study_name=cfg.study_name, storage=storage,
                                   sampler=make_sampler(cfg.sampler, cfg.seed),
-                                  pruner=make_pruner(cfg.pruner, cfg.search_train().epochs))
+                                  pruner=make_pruner(cfg.pruner, cfg.proxy_schedule().epochs))
         total, done = stage.total(tickets.left.value)
         bars = _Bars(study, total, done, stage.schedule().epochs, progress, stage.unit)
         objective = Objective(cfg, tr, val, device, on_epoch=bars.epoch,
@@ -286,18 +286,18 @@ def search(cfg: SearchConfig, progress: bool = True) -> optuna.Study:
         raise UserError(f"--max-params {cfg.max_params:,} is below the smallest network in the "
                         f"search space ({param_count(smallest(cfg.space)):,} parameters)")
     n_train = len(load_mnist(cfg.data_dir).train)
-    if cfg.n_val >= n_train:
-        raise UserError(f"--val-size {cfg.n_val:,} leaves no training images "
+    if cfg.val_size >= n_train:
+        raise UserError(f"--val-size {cfg.val_size:,} leaves no training images "
                         f"(the data has {n_train:,})")
-    if cfg.train.batch_size > n_train - cfg.n_val:
-        raise UserError(f"--batch-size {cfg.train.batch_size:,} is larger than the "
-                        f"{n_train - cfg.n_val:,} training images")
-    if cfg.proxy_subset is not None and cfg.proxy_subset < cfg.train.batch_size:
+    if cfg.full_schedule.batch_size > n_train - cfg.val_size:
+        raise UserError(f"--batch-size {cfg.full_schedule.batch_size:,} is larger than the "
+                        f"{n_train - cfg.val_size:,} training images")
+    if cfg.proxy_subset is not None and cfg.proxy_subset < cfg.full_schedule.batch_size:
         raise UserError(f"--proxy-subset {cfg.proxy_subset:,} is smaller than the batch size "
-                        f"({cfg.train.batch_size:,})")
+                        f"({cfg.full_schedule.batch_size:,})")
     study = prepare_study(cfg)
     trained = record.count_trained(study)
-    cfg, finalist_deadline = _plan(cfg, device, trained, n_train - cfg.n_val, started, progress)
+    cfg, finalist_deadline = _plan(cfg, device, trained, n_train - cfg.val_size, started, progress)
     # --timeout ends the search stage; --time-budget also stops starting finalist runs in time.
     deadlines = {record.SEARCH: time.time() + cfg.timeout if cfg.timeout else None,
                  record.FINALIST: finalist_deadline}
@@ -312,7 +312,7 @@ def search(cfg: SearchConfig, progress: bool = True) -> optuna.Study:
                      f"command goes on with them)")
     if cfg.finalists > 0:
         with faults(cfg.storage):  # the pick, where optuna-dashboard shows the study
-            record.write_finalist_note(study, finalist_markdown(study, cfg.train.epochs))
+            record.write_finalist_note(study, finalist_markdown(study, cfg.full_schedule.epochs))
     return study
 
 

@@ -88,7 +88,7 @@ class SearchStage(Stage):
     name, unit, prune, per_image, draws = record.SEARCH, "trials", True, False, True
 
     def schedule(self) -> TrainConfig:
-        return self.cfg.search_train()
+        return self.cfg.proxy_schedule()
 
     def images(self, split: Split) -> Split:
         # The same images for every candidate (and every worker): seeded by the split's seed.
@@ -134,7 +134,7 @@ class FinalistStage(Stage):
     name, unit, prune, per_image, draws = record.FINALIST, "finalist runs", False, True, False
 
     def schedule(self) -> TrainConfig:
-        return self.cfg.train
+        return self.cfg.full_schedule
 
     def images(self, split: Split) -> Split:
         return split

@@ -333,7 +333,7 @@ def search_rate(workers: Sequence[int], trials: int, epochs: int, device: str, d
         with tempfile.TemporaryDirectory() as tmp:
             cfg = SearchConfig(storage=f"sqlite:///{tmp}/bench.db", study_name=f"bench-{w}",
                                trials=trials, workers=w, device=device, data_dir=data_dir,
-                               n_val=_n_val(data_dir), train=base, finalists=0)
+                               val_size=_n_val(data_dir), full_schedule=base, finalists=0)
             t0 = time.perf_counter()
             study = search(cfg, progress=False)
             secs = time.perf_counter() - t0

@@ -68,16 +68,16 @@ class MNIST:
             h.update(t.contiguous().numpy().tobytes())
         return {"name": "MNIST", "train": len(self.train), "sha256": h.hexdigest()}
 
-    def search_splits(self, n_val: int = 10_000, seed: int = 0) -> tuple[Split, Split]:
+    def search_splits(self, val_size: int = 10_000, seed: int = 0) -> tuple[Split, Split]:
         """(train, validation) carved from the training images by a fixed permutation.
 
         The test images take no part: the search selects on validation accuracy only.
         """
         n = len(self.train)
-        if not 0 < n_val < n:
-            raise DataError(f"validation size must be between 1 and {n - 1}, got {n_val}")
+        if not 0 < val_size < n:
+            raise DataError(f"validation size must be between 1 and {n - 1}, got {val_size}")
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-        val, tr = perm[:n_val], perm[n_val:]
+        val, tr = perm[:val_size], perm[val_size:]
         return (Split(self.train.x[tr], self.train.y[tr]),
                 Split(self.train.x[val], self.train.y[val]))
 

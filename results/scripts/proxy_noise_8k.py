@@ -22,9 +22,9 @@ from nas.training.trainer import TrainConfig, train
 
 def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    cfg = SearchConfig(max_params=8000, train=TrainConfig(epochs=15))
-    proxy = cfg.search_train()
-    tr, val = load_mnist().search_splits(cfg.n_val, cfg.split_seed)
+    cfg = SearchConfig(max_params=8000, full_schedule=TrainConfig(epochs=15))
+    proxy = cfg.proxy_schedule()
+    tr, val = load_mnist().search_splits(cfg.val_size, cfg.split_seed)
     sub = tr.subset(cfg.proxy_subset, cfg.split_seed)  # the search stage's images
     url = "sqlite:///results/search-8000p-15e.db"
     study = optuna.load_study(study_name="mnist-8000p-15e",
