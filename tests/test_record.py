@@ -62,7 +62,7 @@ def test_a_study_from_the_previous_release_exports_and_replays(old_study, tmp_pa
                                         "--data-dir", str(tiny_mnist_dir), "--out",
                                         str(tmp_path / "r"), "--no-progress"])
     assert e.value.code == 0, capsys.readouterr().err
-    assert f"trial {best.number} ({record.params_of_trial(best):,} parameters, 1 epochs, 2 seeds" \
+    assert f"trial {best.number} ({record.param_count_of(best):,} parameters, 1 epochs, 2 seeds" \
         in capsys.readouterr().out
     again = optuna.load_study(study_name="mnist-12000p-1e", storage=old_study)
     assert record.replay_of(again, best.number)["seeds"] == [0, 1]

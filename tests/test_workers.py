@@ -29,7 +29,7 @@ def test_workers_train_exactly_the_requested_number(tmp_path, tiny_mnist_dir, st
     assert {record.outcome_of(t) for t in trials} <= {
         record.REJECTED, record.COMPLETE, record.PRUNED, record.DUPLICATE}
     for t in trained:
-        assert record.params_of_trial(t) <= 12_000 and record.spec_of(t).key() == \
+        assert record.param_count_of(t) <= 12_000 and record.spec_of(t).key() == \
             record.key_of(t)
         assert len(record.curve_of(t)) >= 1
     # The work was shared: more than one process trained.

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+import optuna
+
 from nas.study.budget import parse_duration
 from nas.cli.common import (ARTIFACT_DIR_HELP, DATA_DIR_HELP, DEVICE_HELP, Parser, describe,
                      nonneg_int, positive_float, positive_int, run)
@@ -162,6 +164,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[SearchConfig, bool]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     cfg, progress = parse_args(argv)
+    # This process's own logging: the bars, the one-line notes and the summary say it all
+    # (the library leaves Optuna's log level alone; worker processes set their own).
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = search(cfg, progress=progress)
     print(summary(study, cfg))
     return 0

@@ -24,6 +24,7 @@ from nas.study import selection
 from nas.study import recovery
 from nas.study import cost
 from nas.study import artifacts, record
+from nas.study.importance import importance_line
 from nas.errors import UserError
 from nas.training.data import DEFAULT_DATA_DIR, load_mnist
 from nas.arch.space import start_members
@@ -278,7 +279,7 @@ def finalist_markdown(study: optuna.Study, epochs: int) -> str:
     for f in final:
         t = f.runs[0]
         rows.append(f"| {t.number} | #{record.finalist_of(t)} | {f.mean:.2%} | {f.se:.2%} | "
-                    f"{f.std:.2%} | {len(f.runs)} | {record.params_of_trial(t):,} | "
+                    f"{f.std:.2%} | {len(f.runs)} | {record.param_count_of(t):,} | "
                     f"`{f.key}` |")
     if len(final) > 1:
         rows += ["", pick_line(final[0], final[1])]
@@ -315,19 +316,22 @@ def summary(study: optuna.Study, cfg: SearchConfig, top: int = 5) -> str:
         lines.append(f"{'trial':>6} {'val acc':>8} {'params':>7} {'RF':>4}  architecture "
                      f"(search stage, {epochs} epochs)")
         for t in done[:top]:
-            lines.append(f"{t.number:>6} {t.value:>8.2%} {record.params_of_trial(t):>7,} "
+            lines.append(f"{t.number:>6} {t.value:>8.2%} {record.param_count_of(t):>7,} "
                          f"{record.rf_of(t):>4}  {record.spec_of(t).key()}")
+        mattered = importance_line(study)
+        if mattered:
+            lines.append(mattered)
     final = selection.finalists(study)
     if final:
-        lines += ["", f"finalists ({cfg.full_schedule.epochs} epochs, validation accuracy over seeds; "
-                      f"the first is the pick):",
+        lines += ["", f"finalists ({cfg.full_schedule.epochs} epochs, validation accuracy over "
+                      f"seeds; the first is the pick):",
                   f"{'trial':>6} {'of':>5} {'mean':>7} {'± SE':>6} {'std':>6} {'seeds':>5} "
                   f"{'params':>7}  architecture"]
         for f in final:
             t = f.runs[0]
             lines.append(f"{t.number:>6} {'#' + str(record.finalist_of(t)):>5}"
                          f" {f.mean:>7.2%} {f.se:>6.2%} {f.std:>6.2%} {len(f.runs):>5} "
-                         f"{record.params_of_trial(t):>7,}  {f.key}")
+                         f"{record.param_count_of(t):>7,}  {f.key}")
         if len(final) > 1:
             lines.append(pick_line(final[0], final[1]))
     # Commands the user can paste: every word shell-quoted, a password never shown.

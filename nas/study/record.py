@@ -396,7 +396,7 @@ def reason_of(trial: FrozenTrial) -> str:
     return str(trial.user_attrs.get(REASON, ""))
 
 
-def params_of_trial(trial: FrozenTrial, study: optuna.Study | None = None) -> int:
+def param_count_of(trial: FrozenTrial, study: optuna.Study | None = None) -> int:
     return _int_attr(trial, PARAMS, 0, study)
 
 

@@ -116,7 +116,6 @@ def run_worker(cfg: SearchConfig, stage: Stage, tickets: Tickets, progress: bool
     Raises :class:`nas.study.storage.StorageError` (one line) for a storage fault, and whatever
     interrupts it (:class:`Interrupted`), after its running trial was marked FAIL.
     """
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures get our one-line notes
     if cfg.workers > 1 and torch.get_num_threads() > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.workers))
     device = resolve_device(cfg.device)
@@ -207,6 +206,7 @@ def _worker_main(cfg: SearchConfig, stage: Stage, tickets: Tickets, deadline: fl
     or storage fault goes back to the parent as one line."""
     die_with_parent()
     quiet_storage_faults_in_threads()  # Optuna's heartbeat thread: the worker reports it
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures get our one-line notes
     try:
         with handle_signals():
             run_worker(cfg, stage, tickets, progress=False, deadline=deadline)
@@ -240,7 +240,7 @@ class _Bars:
         if done:
             best = done[0]
             self.outer.set_postfix_str(f"best {best.value:.2%} (#{best.number}, "
-                                       f"{record.params_of_trial(best):,} params)")
+                                       f"{record.param_count_of(best):,} params)")
 
     def start_trial(self) -> None:
         if self.inner is not None:
@@ -274,7 +274,6 @@ def search(cfg: SearchConfig, progress: bool = True) -> optuna.Study:
     ``cfg.finalists`` best retrained with the full schedule on ``cfg.finalist_seeds`` seeds.
     The test images are never read."""
     started = time.time()
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our bars and summary say it all
     check_url(cfg.storage)
     check_writable(cfg.storage)
     device = resolve_device(cfg.device)  # fail before any work if e.g. cuda is absent
