@@ -175,6 +175,8 @@ def test_the_loader_reads_the_descriptors_files_sizes_and_classes(tmp_path):
         data.load_mnist(tmp_path / "nothing", download=False, dataset=small)
     with pytest.raises(DataError, match="no copy of Other-Set ships with nas"):
         data.load_mnist(None, dataset=small)
+    with pytest.raises(DataError, match="single-channel IDX images only"):
+        data.load_mnist(tmp_path, download=False, dataset=replace(small, shape=(3, 8, 8)))
 
 
 def test_a_missing_shipped_copy_is_one_line_and_never_downloaded_into(tmp_path, monkeypatch):

@@ -156,14 +156,15 @@ def load_mnist(data_dir: str | Path | None = None, download: bool = True,
                dataset: Dataset = ds.MNIST) -> MNIST:
     """Load ``dataset`` (default MNIST) from ``data_dir`` (default: the copy that ships with
     the package), once per process. The shipped copy is never downloaded into."""
-    shipped = dataset.shipped_dir
     if dataset.channels != 1:  # an IDX image file here is (N, H, W): one channel
         raise DataError(f"{dataset.name} has {dataset.channels} channels; nas reads "
                         f"single-channel IDX images only")
-    if data_dir is None and shipped is None:
+    if data_dir is not None:
+        root = Path(data_dir)
+    elif dataset.shipped_dir is not None:
+        root = dataset.shipped_dir
+    else:
         raise DataError(f"no copy of {dataset.name} ships with nas: pass --data-dir")
-    root = Path(data_dir) if data_dir is not None else shipped
-    assert root is not None
     names = ", ".join(s + ".gz" for s in dataset.files)
     d = _locate(root, dataset)
     if d is None and _is_shipped(root, dataset):
@@ -176,7 +177,8 @@ def load_mnist(data_dir: str | Path | None = None, download: bool = True,
         where = root / dataset.subdirs[0] if dataset.subdirs else root
         raise DataError(f"{dataset.name} not found in {root} and could not be downloaded: put "
                         f"{names} in {where} (or pass --data-dir)")
-    t = {k: read_idx(_file(d, stem)) for k, stem in dataset.file_names.items()}  # type: ignore[arg-type]
+    t = {k: read_idx(_file(d, stem))  # type: ignore[arg-type]
+         for k, stem in dataset.file_names.items()}
     size, classes = dataset.size, dataset.num_classes
     for part in ("train", "test"):
         x, y = t[f"{part}_x"], t[f"{part}_y"]
