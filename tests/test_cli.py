@@ -88,7 +88,7 @@ def test_bad_storage(capsys, storage, fragment):
 
 
 def test_missing_and_truncated_data(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr("nas.training.data._download", lambda root: False)  # as offline
+    monkeypatch.setattr("nas.training.data._download", lambda *args: False)  # as offline
     db = f"sqlite:///{tmp_path / 'a.db'}"
     code, err = call(capsys, "search", "--storage", db, "--data-dir", str(tmp_path / "none"))
     assert_one_line_error(code, err, "MNIST not found")

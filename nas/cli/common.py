@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from nas.errors import UserError, WorkerDied
+from nas.training.dataset import MNIST, Dataset
 
 
 class Parser(argparse.ArgumentParser):
@@ -64,9 +65,17 @@ ARTIFACT_DIR_HELP = ("folder of the study's Optuna artifacts (each trial's arch.
                      "table, replay weights, ONNX, reports) (default: beside the database: "
                      "nas.db.artifacts/ for sqlite:///nas.db, nas.log.artifacts/ for "
                      "journal:nas.log; ./nas-artifacts for server databases)")
-DATA_DIR_HELP = ("folder holding the four MNIST IDX files (train-images-idx3-ubyte, "
-                 "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte; "
-                 "gzipped or not), directly or under MNIST/raw/ or raw/ (default %(default)s)")
+
+
+def data_dir_help(dataset: Dataset = MNIST) -> str:
+    """--data-dir's help: which files, where under the folder, and the shipped default."""
+    places = ["directly", *(f"under {s}/" for s in dataset.subdirs)]
+    where = places[0] if len(places) == 1 else ", ".join(places[:-1]) + " or " + places[-1]
+    return (f"folder holding the four {dataset.name} IDX files ({', '.join(dataset.files)}; "
+            f"gzipped or not), {where} (default: the copy that ships with nas, %(default)s)")
+
+
+DATA_DIR_HELP = data_dir_help()
 
 DEVICE_HELP = "auto: cuda when available, else cpu (default %(default)s)"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import textwrap
 
 from nas import __version__
-from nas.training.augment import MNIST_MEAN, MNIST_STD
+from nas.training.dataset import MNIST, Dataset
 from nas.arch.build import MODULES
 from nas.arch.plan import plan
 from nas.arch.spec import ArchSpec
@@ -65,7 +65,7 @@ def fit(pixels: torch.Tensor, labels: torch.Tensor, recipe: dict = RECIPE) -> nn
     a faster generator, so the numbers differ seed for seed).
 
         import model
-        net = model.fit(train_pixels, train_labels)          # e.g. all 60,000 MNIST images
+        net = model.fit(train_pixels, train_labels)          # e.g. all {name} training images
         net.eval(); predictions = net(model.preprocess(test_pixels)).argmax(1)
     """
     import copy
@@ -125,11 +125,12 @@ def recipe_of(train_config: dict[str, object]) -> dict[str, object]:
     return {k: cfg[k] for k in RECIPE_KEYS}
 
 
-def model_source(spec: ArchSpec, recipe: dict[str, object] | None = None) -> str:
+def model_source(spec: ArchSpec, recipe: dict[str, object] | None = None,
+                 dataset: Dataset = MNIST) -> str:
     """The source of a standalone ``model.py`` for ``spec``: ``build()``, ``PARAMS``,
-    ``INPUT_SHAPE`` and ``preprocess`` (the input contract, the trainer's normalisation); with
-    a ``recipe`` (:func:`recipe_of`) also ``RECIPE`` and ``fit()``, which trains the network
-    the way nas did."""
+    ``INPUT_SHAPE`` and ``preprocess`` (the input contract, the trainer's normalisation with
+    ``dataset``'s mean and std); with a ``recipe`` (:func:`recipe_of`) also ``RECIPE`` and
+    ``fit()``, which trains the network the way nas did."""
     p = plan(spec)
     layers = []
     for layer in p.layers:
@@ -143,7 +144,8 @@ def model_source(spec: ArchSpec, recipe: dict[str, object] | None = None) -> str
         recipe_doc = "\n" + textwrap.fill(
             f"Training recipe (what nas trained it with; ``fit()`` applies it): {settings}. "
             f"``net = fit(pixels, labels)`` trains a fresh network that way.", 96) + "\n"
-        fit = FIT_SOURCE.format(recipe=repr(recipe))
+        fit = FIT_SOURCE.format(recipe=repr(recipe), name=dataset.name)
+    c, h, w = dataset.shape
     return f'''"""A CNN found by nas {__version__}: {n:,} parameters, receptive field {rf}.
 
 Spec key: {spec.key()}
@@ -151,8 +153,8 @@ Spec key: {spec.key()}
 Standalone: needs only torch. ``python model.py [weights.pt]`` builds it, checks the parameter
 count, optionally loads weights, and runs one forward pass.
 
-Input contract: ``build()``'s network takes NORMALISED float32 images, shape (N, 1, 28, 28).
-Images as they come (MNIST's IDX convention: uint8 pixels 0-255, 0 = background, 255 = ink)
+Input contract: ``build()``'s network takes NORMALISED float32 images, shape (N, {c}, {h}, {w}).
+Images as they come ({dataset.name}'s IDX convention: uint8 pixels 0-255, 0 = background, 255 = ink)
 go through ``preprocess`` first: ``model(preprocess(pixels))``. Fed [0, 1] pixels instead, the
 network silently loses accuracy. (``model.onnx``, when exported, has ``preprocess`` inside:
 it takes the uint8 pixels directly.)
@@ -165,12 +167,12 @@ from torch import nn
 
 PARAMS = {n}
 INPUT_SHAPE = (1, {spec.in_channels}, {spec.input_size}, {spec.input_size})
-MEAN, STD = {MNIST_MEAN}, {MNIST_STD}  # MNIST's training-set pixel mean and std, on [0, 1]
+MEAN, STD = {dataset.mean!r}, {dataset.std!r}  # {dataset.name}'s training-set pixel mean and std, on [0, 1]
 
 
 def preprocess(pixels: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels 0-255, shape (N, 1, 28, 28) or (N, 28, 28) -> the network's input:
-    float32 (N, 1, 28, 28), (pixels / 255 - MEAN) / STD, exactly what nas trained on."""
+    """uint8 pixels 0-255, shape (N, {c}, {h}, {w}) or (N, {h}, {w}) -> the network's input:
+    float32 (N, {c}, {h}, {w}), (pixels / 255 - MEAN) / STD, exactly what nas trained on."""
     if pixels.dtype != torch.uint8:
         raise TypeError(f"preprocess takes uint8 pixels 0-255, got {{pixels.dtype}}")
     if pixels.dim() == 3:

@@ -27,6 +27,7 @@ from nas.study import artifacts, record
 from nas.study.importance import importance_line
 from nas.errors import UserError
 from nas.training.data import DEFAULT_DATA_DIR, load_mnist
+from nas.training.dataset import MNIST, Dataset
 from nas.arch.space import start_members
 from nas.study.storage import (GRACE_S, HEARTBEAT_S, JOURNAL_PREFIX, faults, has_password,
                          open_storage, redact, study_names)
@@ -158,8 +159,10 @@ def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def default_study_name(max_params: int, epochs: int) -> str:
-    return f"mnist-{max_params}p-{epochs}e"
+def default_study_name(max_params: int, epochs: int, dataset: Dataset = MNIST) -> str:
+    """``<data set>-<max_params>p-<epochs>e``, the data set's name lowercased: for MNIST
+    exactly ``mnist-20000p-20e``, the name studies have always had."""
+    return f"{dataset.slug}-{max_params}p-{epochs}e"
 
 
 STORAGE_VAR = "NAS_STORAGE"  # what printed commands say instead of a URL with a password
@@ -215,7 +218,8 @@ def prepare_study(cfg: SearchConfig) -> optuna.Study:
             recovery.fail_stale_trials(study)
         else:
             record.write_study(study, identity, {
-                "name": "MNIST", "source": mnist.source, "train": len(mnist.train) - cfg.val_size,
+                "name": mnist.dataset.name, "source": mnist.source,
+                "train": len(mnist.train) - cfg.val_size,
                 "validation": cfg.val_size, "split_seed": cfg.split_seed,
                 "test": "not used during search"}, cfg.max_params, cfg.full_schedule.epochs)
         record.write_last_command(study, sys.argv, asdict(cfg))

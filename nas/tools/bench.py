@@ -52,6 +52,7 @@ from nas.cli.common import (DATA_DIR_HELP, DEVICE_HELP, Parser, describe, nonneg
                             run)
 from nas.errors import UserError
 from nas.training.data import DEFAULT_DATA_DIR, FILES, Split, load_mnist
+from nas.training.dataset import MNIST as DATASET  # the data set both pipelines train on
 from nas.arch.plan import plan
 from nas.arch.spec import ArchSpec
 from nas.training.trainer import (PRECISIONS, TrainConfig, device_name, precision_for, resolve_device,
@@ -138,7 +139,8 @@ def conventional(images: int, device: torch.device, data_dir: str, threads: int)
     torch.set_num_threads(threads)
     root = _torchvision_root(data_dir)
     ds = MNIST(str(root), train=True, download=False, transform=T.Compose([
-        T.RandomRotation((-7.0, 7.0), fill=(0,)), T.ToTensor(), T.Normalize((0.1307,), (0.3081,))]))
+        T.RandomRotation((-7.0, 7.0), fill=(0,)), T.ToTensor(),
+        T.Normalize((DATASET.mean,), (DATASET.std,))]))  # the constants (b) normalises with
     loader = torch.utils.data.DataLoader(ds, batch_size=128, shuffle=True, num_workers=2,
                                          pin_memory=device.type == "cuda")
     torch.manual_seed(0)

@@ -1,9 +1,16 @@
-"""MNIST from its original IDX files, as uint8 tensors, read once per process.
+"""A data set's original IDX files as uint8 tensors, read once per process (MNIST by default).
 
-The repository ships the four files under ``data/MNIST/raw/`` (see ``data/README.md`` for their
-provenance and licence), so nothing needs the network. Another ``--data-dir`` may hold them
-either directly or under ``MNIST/raw/``, gzip-compressed or not; when they are absent we try
-torchvision's download, and when that fails too we say in one line what to put where.
+What is read is described by a :class:`nas.training.dataset.Dataset` (file names, image size,
+classes). Where it is read from, in this order:
+
+1. ``data_dir`` (``--data-dir``) when given: the files directly in it or under one of the
+   descriptor's ``subdirs`` (MNIST: ``MNIST/raw/``, ``raw/``), gzip-compressed or not. When
+   they are absent we try torchvision's download into it, and when that fails too we say in one
+   line what to put where.
+2. Otherwise the copy that ships inside the package, ``nas/training/datasets/mnist/`` (see the
+   ``README.md`` there for its provenance and licence; :data:`DEFAULT_DATA_DIR`). It is package
+   data, so a non-editable ``pip install`` has it and nothing needs the network. Nothing is
+   ever downloaded into the package: an install that lacks the files is one line saying so.
 """
 
 from __future__ import annotations
@@ -19,16 +26,14 @@ from typing import Any
 import torch
 
 from nas.errors import DataError
+from nas.training import dataset as ds
+from nas.training.dataset import Dataset
 
-FILES = {
-    "train_x": "train-images-idx3-ubyte",
-    "train_y": "train-labels-idx1-ubyte",
-    "test_x": "t10k-images-idx3-ubyte",
-    "test_y": "t10k-labels-idx1-ubyte",
-}
-SIZE, CLASSES = (28, 28), 10  # what load_mnist accepts: MNIST's images and labels
-# The repository's own copy: <repo>/data, next to the package.
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+# MNIST's, as the names this module has always had (the descriptor is the source).
+FILES = ds.MNIST.file_names
+SIZE, CLASSES = ds.MNIST.size, ds.MNIST.num_classes  # what load_mnist accepts by default
+# The copy that ships inside the package: nas/training/datasets/mnist/ (package data).
+DEFAULT_DATA_DIR: Path = ds.MNIST.shipped_dir  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -55,9 +60,12 @@ class Split:
 
 @dataclass(frozen=True)
 class MNIST:
+    """A loaded data set (MNIST unless ``dataset`` says otherwise)."""
+
     train: Split  # the 60,000 training images
     test: Split  # the 10,000 test images: reporting only, never selection
     source: str  # where the files were read from
+    dataset: Dataset = ds.MNIST  # what they are
 
     def fingerprint(self) -> dict[str, Any]:
         """What identifies the data a search trains and validates on: the training images'
@@ -66,7 +74,8 @@ class MNIST:
         h = hashlib.sha256()
         for t in (self.train.x, self.train.y):
             h.update(t.contiguous().numpy().tobytes())
-        return {"name": "MNIST", "train": len(self.train), "sha256": h.hexdigest()}
+        # The keys and values studies have always recorded: resuming compares them.
+        return {"name": self.dataset.name, "train": len(self.train), "sha256": h.hexdigest()}
 
     def search_splits(self, val_size: int = 10_000, seed: int = 0) -> tuple[Split, Split]:
         """(train, validation) carved from the training images by a fixed permutation.
@@ -109,10 +118,10 @@ def read_idx(path: Path) -> torch.Tensor:
     return data.reshape(shape)
 
 
-def _locate(data_dir: Path) -> Path | None:
+def _locate(data_dir: Path, dataset: Dataset) -> Path | None:
     """The folder under ``data_dir`` that holds all four files, or None."""
-    for d in (data_dir, data_dir / "MNIST" / "raw", data_dir / "raw"):
-        if all(_file(d, stem) for stem in FILES.values()):
+    for d in (data_dir, *(data_dir / sub for sub in dataset.subdirs)):
+        if all(_file(d, stem) for stem in dataset.files):
             return d
     return None
 
@@ -124,29 +133,53 @@ def _file(d: Path, stem: str) -> Path | None:
     return None
 
 
-def _download(data_dir: Path) -> bool:
-    """Try torchvision's download into ``data_dir/MNIST/raw``; False when it fails."""
+def _download(data_dir: Path, dataset: Dataset) -> bool:
+    """Try torchvision's download into ``data_dir/<Class>/raw``; False when it fails."""
+    if dataset.torchvision is None:
+        return False
     try:
-        from torchvision.datasets import MNIST as TvMNIST
+        import torchvision.datasets
 
-        TvMNIST(str(data_dir), download=True)
+        getattr(torchvision.datasets, dataset.torchvision)(str(data_dir), download=True)
         return True
     except Exception:  # noqa: BLE001 - any failure means "not available offline"
         return False
 
 
+def _is_shipped(root: Path, dataset: Dataset) -> bool:
+    shipped = dataset.shipped_dir
+    return shipped is not None and root.resolve() == shipped.resolve()
+
+
 @lru_cache(maxsize=4)
-def load_mnist(data_dir: str | Path | None = None, download: bool = True) -> MNIST:
-    """Load MNIST from ``data_dir`` (default: the repository's copy), once per process."""
-    root = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
-    d = _locate(root)
-    if d is None and download and _download(root):
-        d = _locate(root)
+def load_mnist(data_dir: str | Path | None = None, download: bool = True,
+               dataset: Dataset = ds.MNIST) -> MNIST:
+    """Load ``dataset`` (default MNIST) from ``data_dir`` (default: the copy that ships with
+    the package), once per process. The shipped copy is never downloaded into."""
+    if dataset.channels != 1:  # an IDX image file here is (N, H, W): one channel
+        raise DataError(f"{dataset.name} has {dataset.channels} channels; nas reads "
+                        f"single-channel IDX images only")
+    if data_dir is not None:
+        root = Path(data_dir)
+    elif dataset.shipped_dir is not None:
+        root = dataset.shipped_dir
+    else:
+        raise DataError(f"no copy of {dataset.name} ships with nas: pass --data-dir")
+    names = ", ".join(s + ".gz" for s in dataset.files)
+    d = _locate(root, dataset)
+    if d is None and _is_shipped(root, dataset):
+        raise DataError(f"{dataset.name} not found in {root}, the copy that should ship with "
+                        f"nas (this install lacks its data files): reinstall nas, or pass "
+                        f"--data-dir a folder holding {names}")
+    if d is None and download and _download(root, dataset):
+        d = _locate(root, dataset)
     if d is None:
-        names = ", ".join(s + ".gz" for s in FILES.values())
-        raise DataError(f"MNIST not found in {root} and could not be downloaded: put {names} "
-                        f"in {root / 'MNIST' / 'raw'} (or pass --data-dir)")
-    t = {k: read_idx(_file(d, stem)) for k, stem in FILES.items()}  # type: ignore[arg-type]
+        where = root / dataset.subdirs[0] if dataset.subdirs else root
+        raise DataError(f"{dataset.name} not found in {root} and could not be downloaded: put "
+                        f"{names} in {where} (or pass --data-dir)")
+    t = {k: read_idx(_file(d, stem))  # type: ignore[arg-type]
+         for k, stem in dataset.file_names.items()}
+    size, classes = dataset.size, dataset.num_classes
     for part in ("train", "test"):
         x, y = t[f"{part}_x"], t[f"{part}_y"]
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
@@ -154,14 +187,14 @@ def load_mnist(data_dir: str | Path | None = None, download: bool = True) -> MNI
                             f"do not match")
         if len(x) == 0:
             raise DataError(f"{d}: the {part} files hold no images")
-        if tuple(x.shape[1:]) != SIZE:
-            raise DataError(f"{d}: {part} images are {x.shape[1]}x{x.shape[2]}, MNIST's are "
-                            f"{SIZE[0]}x{SIZE[1]}")
-        if int(y.max()) >= CLASSES:
-            raise DataError(f"{d}: {part} labels run up to {int(y.max())}, MNIST's are 0 to "
-                            f"{CLASSES - 1}")
+        if tuple(x.shape[1:]) != size:
+            raise DataError(f"{d}: {part} images are {x.shape[1]}x{x.shape[2]}, "
+                            f"{dataset.name}'s are {size[0]}x{size[1]}")
+        if int(y.max()) >= classes:
+            raise DataError(f"{d}: {part} labels run up to {int(y.max())}, {dataset.name}'s "
+                            f"are 0 to {classes - 1}")
     return MNIST(Split(t["train_x"], t["train_y"].long()),
-                 Split(t["test_x"], t["test_y"].long()), str(d))
+                 Split(t["test_x"], t["test_y"].long()), str(d), dataset)
 
 
 def write_idx(path: Path, data: torch.Tensor) -> None:
