@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from nas.training.data import load_mnist
+from nas.training.sources import load_path
 from tests.helpers import PostgresServer, postgres_bindir, write_mnist
 
 
@@ -20,6 +21,7 @@ def tiny_mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _fresh_cache():
     """load_mnist caches per process; tests that rewrite files must not see stale data."""
     load_mnist.cache_clear()
+    load_path.cache_clear()
     yield
 
 

@@ -9,11 +9,15 @@ The family: a stem conv, 2-4 blocks of 1-3 3x3 convs (one width per block, paddi
 after each block an optional 2x2 max-pool and/or 1x1 conv to fewer channels, BatchNorm either
 inside every conv unit or after each transition, dropout at the end of every block but the last,
 and one of three heads. Both reference networks of :mod:`nas.arch.zoo` are members.
+
+Every function that makes a spec takes the data's :class:`Input` (channels, image size,
+classes; default MNIST's 1, 28, 10): the same suggestions make the same network shape on any
+data, and the parameter count (first and last layers, a flatten head) is the data's own.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import optuna
@@ -29,6 +33,27 @@ MAX_BLOCKS = 4
 MAX_CONVS = 3
 
 
+@dataclass(frozen=True)
+class Input:
+    """What a spec takes from its data: image channels, image size (square), classes."""
+
+    channels: int = 1
+    size: int = 28
+    classes: int = 10
+
+    @classmethod
+    def of(cls, spec: ArchSpec) -> Input:
+        return cls(spec.in_channels, spec.input_size, spec.num_classes)
+
+    def apply(self, spec: ArchSpec) -> ArchSpec:
+        """``spec`` taking this input (the defaults give back an equal spec)."""
+        return replace(spec, in_channels=self.channels, input_size=self.size,
+                       num_classes=self.classes)
+
+
+MNIST_INPUT = Input()  # ArchSpec's defaults: what every study before --dataset sampled
+
+
 class Suggester(Protocol):
     """What ``sample_spec`` needs of an ``optuna.Trial`` (FixedTrial and FrozenTrial fit too)."""
 
@@ -40,7 +65,7 @@ class Suggester(Protocol):
                       step: float | None = None) -> float: ...
 
 
-def sample_spec(trial: Suggester) -> ArchSpec:
+def sample_spec(trial: Suggester, io: Input = MNIST_INPUT) -> ArchSpec:
     """One member of the family. May describe an impossible network (a map shrunk below 1x1):
     call ``spec.validate()`` before use."""
     order = str(trial.suggest_categorical("order", ORDERS))
@@ -76,14 +101,16 @@ def sample_spec(trial: Suggester) -> ArchSpec:
             ops.append(Dropout(p))
         blocks.append(Block(convs, tuple(ops)))
     head = Head(str(trial.suggest_categorical("head", HEAD_KINDS)))
-    return ArchSpec(stem=stem, blocks=tuple(blocks), head=head, order=order)  # type: ignore[arg-type]
+    return io.apply(ArchSpec(stem=stem, blocks=tuple(blocks), head=head,
+                             order=order))  # type: ignore[arg-type]
 
 
-def smallest_spec() -> ArchSpec:
+def smallest_spec(io: Input = MNIST_INPUT) -> ArchSpec:
     """The member with the fewest parameters: narrowest widths, fewest blocks and convs, no
     biases, no BatchNorm, a global-pool head. No candidate is smaller."""
     c = Conv3x3(min(CHANNELS), padding=1, bn=False, bias=False)
-    return ArchSpec(stem=c, blocks=tuple(Block((c,)) for _ in range(2)), head=Head("gap_linear"))
+    return io.apply(ArchSpec(stem=c, blocks=tuple(Block((c,)) for _ in range(2)),
+                             head=Head("gap_linear")))
 
 
 def params_of(spec: ArchSpec) -> dict[str, object]:
@@ -115,7 +142,7 @@ def params_of(spec: ArchSpec) -> dict[str, object]:
         params[f"b{b}_pool"] = has(block.transition, MaxPool)
         t = [o.out_channels for o in block.transition if isinstance(o, Conv1x1)]
         params[f"b{b}_1x1"] = t[0] if t else 0
-    if sample_spec(FixedTrial(params)) != spec:
+    if sample_spec(FixedTrial(params), Input.of(spec)) != spec:
         raise ValueError("spec is not a member of the search space")
     return params
 
@@ -130,7 +157,8 @@ def _uniform(seed: int) -> optuna.Study:
         optuna.logging.set_verbosity(level)
 
 
-def random_members(n: int, max_params: int, seed: int) -> list[ArchSpec]:
+def random_members(n: int, max_params: int, seed: int,
+                   io: Input = MNIST_INPUT) -> list[ArchSpec]:
     """The first ``n`` distinct buildable members within ``max_params`` drawn by a
     RandomSampler(seed): uniform over the space, kept only if they fit. The draw is a fixed
     sequence, so a larger ``n`` extends a smaller one. Raises ValueError when 1000 x ``n``
@@ -138,7 +166,7 @@ def random_members(n: int, max_params: int, seed: int) -> list[ArchSpec]:
     study = _uniform(seed)
     out: dict[str, ArchSpec] = {}
     for _ in range(1000 * n):  # a budget below every member must end, not spin
-        spec = sample_spec(study.ask())  # never told: the random sampler ignores history
+        spec = sample_spec(study.ask(), io)  # never told: the random sampler ignores history
         try:
             if plan(spec.validate()).params <= max_params:
                 out.setdefault(spec.key(), spec)
@@ -178,7 +206,7 @@ class ShapeV2:
     # per block: (width ratio, growth inside the block, paddings, pool, 1x1 ratio)
     head: str
 
-    def at(self, scale: int) -> ArchSpec:
+    def at(self, scale: int, io: Input = MNIST_INPUT) -> ArchSpec:
         """The network with every width ``round(scale * ratio)`` (within the width bounds)."""
         def width(r: float) -> int:
             return min(MAX_WIDTH, max(MIN_WIDTH, round(scale * r)))
@@ -201,15 +229,15 @@ class ShapeV2:
             if ops and self.bn_at == "transition":
                 ops.append(BatchNorm())
             blocks.append(Block(convs, tuple(ops)))
-        return ArchSpec(stem=conv(width(self.stem_ratio), 1), blocks=tuple(blocks),
-                        head=Head(self.head), order=self.order)  # type: ignore[arg-type]
+        return io.apply(ArchSpec(stem=conv(width(self.stem_ratio), 1), blocks=tuple(blocks),
+                                 head=Head(self.head), order=self.order))  # type: ignore[arg-type]
 
-    def largest_scale(self, max_params: int) -> int:
+    def largest_scale(self, max_params: int, io: Input = MNIST_INPUT) -> int:
         """The largest scale whose network has at most ``max_params`` parameters; the
         smallest scale when none has (or when the shapes collapse at every scale)."""
         def fits(scale: int) -> bool:
             try:
-                return plan(self.at(scale).validate()).params <= max_params
+                return plan(self.at(scale, io).validate()).params <= max_params
             except SpecError:  # shapes collapse whatever the widths: the objective says why
                 return False
 
@@ -245,19 +273,19 @@ def sample_shape_v2(trial: Suggester) -> ShapeV2:
     return ShapeV2(bn_at, order, p, stem_r, tuple(blocks), head)
 
 
-def sample_spec_v2(trial: Suggester, max_params: int) -> ArchSpec:
+def sample_spec_v2(trial: Suggester, max_params: int, io: Input = MNIST_INPUT) -> ArchSpec:
     """One member of space version 2 at the largest width scale that fits ``max_params``
     (the narrowest one when none fits: the objective then rejects it as over budget). May
     describe an impossible network (shapes collapse): call ``plan(spec.validate())``."""
     shape = sample_shape_v2(trial)
-    return shape.at(shape.largest_scale(max_params))
+    return shape.at(shape.largest_scale(max_params, io), io)
 
 
-def smallest_spec_v2() -> ArchSpec:
+def smallest_spec_v2(io: Input = MNIST_INPUT) -> ArchSpec:
     """The member of version 2 with the fewest parameters: two one-conv blocks of the
     narrowest width, no BatchNorm, no 1x1, a global-pool head."""
     c = Conv3x3(MIN_WIDTH, padding=1, bn=False, bias=True)
-    return ArchSpec(stem=c, blocks=(Block((c,)), Block((c,))), head=Head("gap_linear"))
+    return io.apply(ArchSpec(stem=c, blocks=(Block((c,)), Block((c,))), head=Head("gap_linear")))
 
 
 def min_receptive_field(input_size: int) -> int:
@@ -267,17 +295,18 @@ def min_receptive_field(input_size: int) -> int:
     return round(input_size * 24 / 28)
 
 
-def sample(version: int, trial: Suggester, max_params: int) -> ArchSpec:
+def sample(version: int, trial: Suggester, max_params: int,
+           io: Input = MNIST_INPUT) -> ArchSpec:
     """A member of space ``version`` (1: :func:`sample_spec`, 2: :func:`sample_spec_v2`)."""
     if version == 1:
-        return sample_spec(trial)
+        return sample_spec(trial, io)
     if version == 2:
-        return sample_spec_v2(trial, max_params)
+        return sample_spec_v2(trial, max_params, io)
     raise ValueError(f"search space version {version!r} does not exist ({SPACE_VERSIONS})")
 
 
-def smallest(version: int) -> ArchSpec:
-    return smallest_spec() if version == 1 else smallest_spec_v2()
+def smallest(version: int, io: Input = MNIST_INPUT) -> ArchSpec:
+    return smallest_spec(io) if version == 1 else smallest_spec_v2(io)
 
 
 def rejection(version: int, p: Plan) -> str | None:
@@ -290,7 +319,8 @@ def rejection(version: int, p: Plan) -> str | None:
     return None
 
 
-def start_members(version: int, n: int, max_params: int, seed: int) -> list[dict[str, object]]:
+def start_members(version: int, n: int, max_params: int, seed: int,
+                  io: Input = MNIST_INPUT) -> list[dict[str, object]]:
     """Trial parameters of ``n`` distinct feasible members to start a study with.
 
     Version 1: :func:`random_members`. Version 2: spread over the choices that matter most,
@@ -298,7 +328,7 @@ def start_members(version: int, n: int, max_params: int, seed: int) -> list[dict
     RandomSampler(seed) first reaches them, each feasible (within the budget, buildable, not
     rejected). Raises ValueError when 1000 x ``n`` draws hold fewer."""
     if version == 1:
-        return [params_of(s) for s in random_members(n, max_params, seed)]
+        return [params_of(s) for s in random_members(n, max_params, seed, io)]
     study = _uniform(seed)
     strata = 3 * 3 * len(V2_HEADS)  # depths 2-4 x BatchNorm placements x heads
     out: list[dict[str, object]] = []
@@ -306,7 +336,7 @@ def start_members(version: int, n: int, max_params: int, seed: int) -> list[dict
     seen: set[tuple] = set()
     for _ in range(1000 * n):
         trial = study.ask()  # never told: the random sampler ignores history
-        spec = sample_spec_v2(trial, max_params)
+        spec = sample_spec_v2(trial, max_params, io)
         try:
             p = plan(spec.validate())
         except SpecError:

@@ -76,6 +76,34 @@ def data_dir_help(dataset: Dataset = MNIST) -> str:
 
 
 DATA_DIR_HELP = data_dir_help()
+# Where --dataset NAME is read from: the name decides the default folder.
+NAMED_DATA_DIR_HELP = ("folder holding the named --dataset's four IDX files (e.g. "
+                       f"{', '.join(MNIST.files)}; gzipped or not), directly, under "
+                       "MNIST/raw/ (FashionMNIST/raw/ for fashion-mnist) or raw/ (default: "
+                       "mnist's copy that ships with nas, fashion-mnist's "
+                       "/usr/share/datasets/fashion-mnist/; not with a --dataset PATH)")
+
+DATASET_HELP = ("the data: a name (mnist, fashion-mnist: read from the Debian package "
+                "dataset-fashion-mnist's /usr/share/datasets/fashion-mnist/ or --data-dir), "
+                "a folder of the four IDX files under MNIST's names, or a .npz with x_train, "
+                "y_train, x_test, y_test (uint8 images N x H x W or N x H x W x C, integer "
+                "labels) and optionally classes (default %(default)s)")
+
+
+def resolve_dataset(dataset: str, data_dir: str | None) -> tuple[str, str | None]:
+    """``--dataset`` and ``--data-dir`` as a search records them: a name lowercased with its
+    folder (``--data-dir``, else the name's default), or a path made absolute (so the study
+    finds it again from anywhere) with no folder. Raises UserError for a path with a
+    ``--data-dir``."""
+    from nas.training.sources import default_data_dir, is_name, names
+
+    if is_name(dataset):
+        return dataset.strip().lower(), data_dir if data_dir is not None else \
+            default_data_dir(dataset)
+    if data_dir is not None:
+        raise UserError(f"--data-dir goes with a data set name ({names()}); --dataset "
+                        f"{dataset} names the files itself")
+    return str(Path(dataset).resolve()), None
 
 DEVICE_HELP = "auto: cuda when available, else cpu (default %(default)s)"
 

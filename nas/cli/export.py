@@ -30,7 +30,8 @@ from nas.cli.common import (ARTIFACT_DIR_HELP, Parser, describe, make_dir, nonne
 from nas.errors import UserError
 from nas.export.codegen import model_source, recipe_of
 from nas.arch.plan import plan
-from nas.export.onnx import INPUT_CONTRACT, INPUT_NAME, metadata, write_onnx
+from nas.export.onnx import INPUT_NAME, input_contract, metadata, write_onnx
+from nas.training.dataset import Dataset
 from nas.arch.spec import ArchSpec
 from nas.study.storage import faults, load_study, open_storage, redact
 
@@ -49,25 +50,27 @@ def export(study: optuna.Study, trial_number: int | None, out: Path,
     anything is written: a bad record writes nothing."""
     t = selection.select_trial(study, trial_number)
     spec = record.spec_of(t, study)
+    dataset = record.dataset_of(study)  # the study's: its classes, shape and normalisation
     replay = record.replay_of(study, t.number)
     # The settings that trained the exported weights: the replay's, else the trial's own.
     recipe = recipe_of(replay["train_config"] if replay else record.train_config_of(t, study))
-    summary = _summary(study, t, spec, replay, recipe)
+    summary = _summary(study, t, spec, replay, recipe, dataset)
     weights = uploads.replay_checkpoint(study, t.number, spec, store, folder, trusted) \
         if replay else uploads.ReplayWeights(None)
     make_dir(out)
     written = [out / "arch.json", out / "model.py", out / "summary.md", out / "recipe.json"]
     try:
         written[0].write_text(spec.to_json(indent=2) + "\n")
-        written[1].write_text(model_source(spec, recipe))
+        written[1].write_text(model_source(spec, recipe, dataset))
         written[2].write_text(summary)
-        written[3].write_text(json.dumps(_recipe_file(recipe, replay), indent=2) + "\n")
+        written[3].write_text(json.dumps(_recipe_file(recipe, replay, dataset,
+                                                      record.split_size(study)), indent=2) + "\n")
         ckpt = weights.checkpoint
         if ckpt is not None:
             torch.save(ckpt, out / "weights.pt")
             written.append(out / "weights.pt")
             written.append(write_onnx(spec, ckpt["state_dict"], out / "model.onnx",
-                                      metadata(spec, _test_accuracy(replay))))
+                                      metadata(spec, _test_accuracy(replay), dataset), dataset))
     except OSError as e:
         raise UserError(f"--out {out}: {e.strerror or e}") from None
     return written, weights.why_not if replay else ""
@@ -82,21 +85,28 @@ def _test_accuracy(replay: dict | None) -> str | None:
             f"{len(replay['seeds'])} seed(s) {replay['mean']:.4f} ± {replay['std']:.4f}")
 
 
-def _recipe_file(recipe: dict[str, object], replay: dict | None) -> dict[str, object]:
+def _recipe_file(recipe: dict[str, object], replay: dict | None, dataset: Dataset,
+                 split: int = 0) -> dict[str, object]:
     """recipe.json: every setting that trained the network, and how to train it again."""
+    c, h, w = dataset.shape
+    data = ("all training images of the data set (MNIST: 60,000), as nas.replay trains; "
+            "selection used a 50,000/10,000 split of them, never the test set")
+    if dataset.name != "MNIST":  # MNIST's words stay as they were
+        data = (f"all training images of {dataset.name}, as nas.replay trains; selection used "
+                f"a split of them ({split:,} for training, the rest for validation), never "
+                f"the test set")
     return {"train_config": recipe,
-            "data": "all training images of the data set (MNIST: 60,000), as nas.replay "
-                    "trains; selection used a 50,000/10,000 split of them, never the test set",
+            "data": data,
             "source": "the replay that made weights.pt" if replay else
                       "the trial's own training (no replay yet)",
             "snippet": ["import model", "net = model.fit(train_pixels, train_labels)  "
-                        "# uint8 (N, 1, 28, 28) and int64 (N,)",
+                        f"# uint8 (N, {c}, {h}, {w}) and int64 (N,)",
                         "net.eval()",
                         "predictions = net(model.preprocess(test_pixels)).argmax(1)"]}
 
 
 def _summary(study: optuna.Study, t: optuna.trial.FrozenTrial, spec: ArchSpec,
-             replay: dict | None, recipe: dict[str, object]) -> str:
+             replay: dict | None, recipe: dict[str, object], dataset: Dataset) -> str:
     val = record.curve_of(t, study)
     p = plan(spec)
     lines = [f"# {study.study_name}, trial {t.number}", "",
@@ -121,7 +131,8 @@ def _summary(study: optuna.Study, t: optuna.trial.FrozenTrial, spec: ArchSpec,
         lines.append("- test accuracy: not measured yet (run `python -m nas.replay`)")
     lines += ["", "## Input", "",
               f"- `model.onnx` (one self-contained file) takes `{INPUT_NAME}`: "
-              f"{INPUT_CONTRACT}.",
+              f"{input_contract(dataset)}.",
+              f"- classes: {dataset.classes_text()}",
               "- `model.py` builds the bare network, which takes normalised floats: pass "
               "images through its `preprocess` first.",
               "", "## Training recipe", "",

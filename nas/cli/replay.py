@@ -1,7 +1,8 @@
 """``python -m nas.replay``: retrain a trial from scratch on K seeds and report test accuracy.
 
-Each seed trains the trial's recorded spec with its recorded training settings on all 60,000
-training images and is evaluated on the 10,000 test images after every epoch. The figure that
+Each seed trains the trial's recorded spec with its recorded training settings on all the study's
+training images (MNIST: 60,000) and is evaluated on its test images after every epoch. The data
+are the study's own (its recorded --dataset and folder); other data are refused in one line. The figure that
 counts is the *final* epoch's test accuracy (choosing the best epoch would be selection on the
 test set), reported per seed and as mean ± sample standard deviation.
 """
@@ -25,10 +26,13 @@ from nas.study import selection
 from nas.training import checkpoint
 from nas.study import record
 from nas.study.artifacts import ArtifactError, open_store
-from nas.cli.common import (ARTIFACT_DIR_HELP, DATA_DIR_HELP, DEVICE_HELP, Parser, describe,
-                            make_dir, nonneg_int, positive_int, run)
+from nas.cli.common import (ARTIFACT_DIR_HELP, DATASET_HELP, DEVICE_HELP, NAMED_DATA_DIR_HELP,
+                            Parser, describe, make_dir, nonneg_int, positive_int,
+                            resolve_dataset, run)
 from nas.errors import UserError
-from nas.training.data import DEFAULT_DATA_DIR, load_mnist
+from nas.study.config import data_identity, data_words
+from nas.training.data import MNIST as Loaded
+from nas.training.sources import is_name, load_data
 from nas.arch.plan import plan
 from nas.export.onnx import metadata, write_onnx
 from nas.arch.spec import ArchSpec
@@ -103,11 +107,12 @@ class ReplayReport:
 
 
 def replay(study: optuna.Study, trial_number: int | None, seeds: int, epochs: int | None,
-           device: torch.device, data_dir: str | Path | None, out: Path | None,
+           device: torch.device, data: Loaded, out: Path | None,
            deterministic: bool = False, progress: bool = True,
            precision: str | None = None) -> ReplayReport:
     """Retrain a trial with its recorded spec and settings; saves weights and reports under
-    ``out``. :func:`record_replay` records the result on the study."""
+    ``out``, training on ``data`` (:func:`study_data`). :func:`record_replay` records the
+    result on the study."""
     t = selection.select_trial(study, trial_number)
     spec = record.spec_of(t, study)
     p = plan(spec)
@@ -118,8 +123,39 @@ def replay(study: optuna.Study, trial_number: int | None, seeds: int, epochs: in
     report = ReplayReport(study.study_name, t.number, spec.to_dict(), p.params,
                           p.receptive_field, record.max_params_of(study, p.params),
                           cfg.to_dict(), list(range(seeds)))
-    retrain(report, spec, cfg, device, data_dir, out, progress)
+    retrain(report, spec, cfg, device, data, out, progress)
     return report
+
+
+def study_data(study: optuna.Study, dataset: str | None, data_dir: str | None) -> Loaded:
+    """The data a replay of ``study`` trains and tests on: by default the study's own (its
+    recorded ``--dataset``, read from its recorded folder or file; MNIST's shipped copy for a
+    study made before ``--dataset``), else ``dataset`` / ``data_dir``. Raises UserError, one
+    line, when they are not the data the study searched on: another name, shape or class
+    count, or (for a study that records its data set) other training images."""
+    rec = record.data_set_of(study)
+    if dataset is None and rec is not None:
+        arg = rec.arg
+        if data_dir is None and is_name(arg):
+            data_dir = rec.source  # where the search read it
+        elif not is_name(arg):
+            arg, data_dir = resolve_dataset(arg, data_dir)
+    else:
+        arg, data_dir = resolve_dataset(dataset or "mnist", data_dir)
+    data = load_data(arg, data_dir)
+    was = record.data_identity_of(study) or {}
+    now = data_identity(data)
+    # A study made before --dataset is MNIST, on whatever copy: only the name can be compared
+    # (its tests and users replay it on another copy). One that records its data set is
+    # compared on everything both sides hold, the training images' hash too.
+    keys = set(was) & set(now) if rec is not None else {"name"}
+    diff = sorted(k for k in keys if was.get(k, "MNIST") != now[k])
+    if diff:
+        raise UserError(f"study {study.study_name!r} was made on {data_words(was)}, not "
+                        f"{data_words(now)} read from {data.source} ({', '.join(diff)} "
+                        f"differ{'s' if len(diff) == 1 else ''}): leave out --dataset and "
+                        f"--data-dir to replay it on its own data")
+    return data
 
 
 def slug(name: str) -> str:
@@ -150,10 +186,12 @@ def record_replay(study: optuna.Study, report: ReplayReport,
 
 
 def retrain(report: ReplayReport, spec: ArchSpec, cfg: TrainConfig, device: torch.device,
-            data_dir: str | Path | None, out: Path, progress: bool) -> None:
-    """Train ``spec`` on all training images once per seed of ``report``, testing after every
-    epoch; fills ``report`` and writes weights, report.json and report.md under ``out``."""
-    mnist = load_mnist(data_dir)
+            data: Loaded, out: Path, progress: bool) -> None:
+    """Train ``spec`` on all training images of ``data`` once per seed of ``report``, testing
+    after every epoch, normalised with ``data``'s descriptor (which the ONNX states, with its
+    classes); fills ``report`` and writes weights, report.json, report.md and model.onnx under
+    ``out``."""
+    mnist, dataset = data, data.dataset
     check_data(spec, mnist.train, "training")  # before anything is written
     check_data(spec, mnist.test, "test")
     train_split, test_split = mnist.train.to(device), mnist.test.to(device)
@@ -184,7 +222,7 @@ def retrain(report: ReplayReport, spec: ArchSpec, cfg: TrainConfig, device: torc
 
         try:
             result = train(spec, train_split, test_split, replace(cfg, seed=seed), device,
-                           callback=on_epoch)
+                           callback=on_epoch, dataset=dataset)
         except TrainingDiverged as e:
             raise UserError(f"seed {seed} diverged ({e}); the seeds before it are in "
                             f"{out}") from None
@@ -206,7 +244,7 @@ def retrain(report: ReplayReport, spec: ArchSpec, cfg: TrainConfig, device: torc
     seed0 = checkpoint.load_weights(Path(report.weights[0]))
     acc = (f"{report.test_acc_final[0]:.4f} (this file: seed 0, final epoch); mean over "
            f"{len(report.seeds)} seed(s) {report.mean:.4f} ± {report.std:.4f}")
-    write_onnx(spec, seed0, out / "model.onnx", metadata(spec, acc))
+    write_onnx(spec, seed0, out / "model.onnx", metadata(spec, acc, dataset), dataset)
 
 
 def _finished_seed(path: Path, spec: ArchSpec, cfg: TrainConfig,
@@ -250,7 +288,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--epochs", type=positive_int, default=None, help="default: the study's")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"),
                    help=DEVICE_HELP)
-    p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help=DATA_DIR_HELP)
+    p.add_argument("--dataset", default=None,
+                   help=DATASET_HELP.replace("(default %(default)s)", "(default: the study's "
+                                             "own, read where its search read it; mnist with "
+                                             "--spec)"))
+    p.add_argument("--data-dir", default=None, help=NAMED_DATA_DIR_HELP)
     p.add_argument("--out", type=Path, default=None,
                    help="folder for the weights, reports and model.onnx (default "
                         "runs/replay-<study>-trial<N>, the study name made a safe file name)")
@@ -266,14 +308,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = resolve_device(a.device)
     if a.spec is not None:
         spec = load_spec(a.spec)
-        load_mnist(a.data_dir)
+        data = load_data(*resolve_dataset(a.dataset or "mnist", a.data_dir))
         cfg = TrainConfig(deterministic=a.deterministic, precision=a.precision or "auto")
         cfg = replace(cfg, epochs=a.epochs or cfg.epochs)
         name = Path(a.spec).stem if a.spec not in REFERENCE else a.spec
         p = plan(spec)
         r = ReplayReport(name, -1, spec.to_dict(), p.params, p.receptive_field, a.max_params,
                          cfg.to_dict(), list(range(a.seeds)))
-        retrain(r, spec, cfg, device, a.data_dir, a.out or default_out(name),
+        retrain(r, spec, cfg, device, data, a.out or default_out(name),
                 progress=not a.no_progress)
     else:
         check_writable(a.storage)  # the result is recorded on the study: say so before training
@@ -282,9 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             record.check_made_by_nas(study, a.storage)
             store = open_store(a.storage, a.artifact_dir, create=True)  # the study exists
             number = selection.select_trial(study, a.trial).number
-        load_mnist(a.data_dir)
+            data = study_data(study, a.dataset, a.data_dir)  # refused before any training
         try:  # training and writing --out: a file fault there is the output folder's
-            r = replay(study, number, a.seeds, a.epochs, device, a.data_dir, a.out,
+            r = replay(study, number, a.seeds, a.epochs, device, data, a.out,
                        a.deterministic, progress=not a.no_progress, precision=a.precision)
         except OSError as e:
             raise UserError(f"--out: {e.strerror or e}"

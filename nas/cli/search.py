@@ -13,9 +13,13 @@ from collections.abc import Sequence
 
 import optuna
 
+from nas.errors import UserError
 from nas.study.budget import parse_duration
-from nas.cli.common import (ARTIFACT_DIR_HELP, DATA_DIR_HELP, DEVICE_HELP, Parser, describe,
-                     nonneg_int, positive_float, positive_int, run)
+from nas.cli.common import (ARTIFACT_DIR_HELP, DATASET_HELP, NAMED_DATA_DIR_HELP, DEVICE_HELP, Parser,
+                            describe, nonneg_int, positive_float, positive_int,
+                            resolve_dataset, run)
+from nas.training.dataset import NAMED
+from nas.training.sources import is_name, name_of
 from nas.study.runner import search
 from nas.arch.space import SPACE_VERSIONS
 from nas.training.space import TRAIN_SPACES
@@ -45,6 +49,8 @@ EXAMPLES = """examples:
   python -m nas.search --trials 100             the default search (<= 20,000 parameters)
   python -m nas.search --time-budget 2h         as much of the default search as fits in 2 h
   python -m nas.search --max-params 8000 --epochs 15 --storage sqlite:///s8k.db
+  python -m nas.search --dataset fashion-mnist  Fashion-MNIST (Debian: dataset-fashion-mnist)
+  python -m nas.search --dataset my.npz         your own images (README: "Your own data")
 
 The search stage trains every candidate on a short complete proxy schedule
 (--proxy-epochs, at most --epochs, on --proxy-subset images); the finalist stage then
@@ -72,7 +78,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[SearchConfig, bool]:
     p.add_argument("--storage", default=d.storage,
                    help="SQLAlchemy URL or journal:PATH (default %(default)s)")
     p.add_argument("--study-name", default=None,
-                   help="default mnist-<max-params>p-<epochs>e")
+                   help="default <data set>-<max-params>p-<epochs>e, e.g. mnist-20000p-20e")
     p.add_argument("--max-params", type=positive_int, default=d.max_params,
                    help="hard parameter budget (default %(default)s)")
     p.add_argument("--epochs", type=positive_int, default=d.full_schedule.epochs,
@@ -105,7 +111,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[SearchConfig, bool]:
                         "draws new candidates) and every candidate's training: weight init, "
                         "batch order, augmentation; not the validation split (default "
                         "%(default)s)")
-    p.add_argument("--data-dir", default=d.data_dir, help=DATA_DIR_HELP)
+    p.add_argument("--dataset", default=d.dataset, help=DATASET_HELP)
+    p.add_argument("--data-dir", default=None, help=NAMED_DATA_DIR_HELP)
+    p.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
+                   help="augment with left-right mirror images (default: the data set's: on "
+                        "for fashion-mnist, off for mnist and for a folder or .npz)")
     p.add_argument("--val-size", type=positive_int, default=d.val_size,
                    help="validation images carved from the 60,000 (default %(default)s)")
     p.add_argument("--sampler", default=d.sampler, choices=SAMPLERS,
@@ -148,13 +158,21 @@ def parse_args(argv: Sequence[str] | None) -> tuple[SearchConfig, bool]:
     if a.epochs > CHALLENGE_EPOCHS and not a.allow_long:
         p.error(f"--epochs {a.epochs} is above the challenge's {CHALLENGE_EPOCHS}; "
                 f"add --allow-long to mean it")
+    try:
+        dataset, data_dir = resolve_dataset(a.dataset, a.data_dir)
+    except UserError as e:
+        p.error(str(e))
+    # Digits are never mirrored; clothing is (Dataset.hflip); --hflip/--no-hflip decide.
+    hflip = a.hflip if a.hflip is not None else (is_name(dataset) and NAMED[dataset].hflip)
     train = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, compile=a.compile,
-                        seed=a.seed, deterministic=a.deterministic, precision=a.precision)
+                        seed=a.seed, deterministic=a.deterministic, precision=a.precision,
+                        hflip=hflip)
     cfg = SearchConfig(
-        storage=a.storage, study_name=a.study_name or default_study_name(a.max_params, a.epochs)
-        + ("-quick" if a.quick else ""),
+        storage=a.storage, study_name=a.study_name or default_study_name(
+            a.max_params, a.epochs, name_of(dataset)) + ("-quick" if a.quick else ""),
         trials=a.trials, workers=a.workers, max_params=a.max_params, sampler=a.sampler,
-        pruner=a.pruner, device=a.device, data_dir=a.data_dir, val_size=a.val_size,
+        pruner=a.pruner, device=a.device, dataset=dataset, data_dir=data_dir,
+        val_size=a.val_size,
         seed=a.seed, full_schedule=train, proxy_epochs=a.proxy_epochs or None,
         proxy_subset=a.proxy_subset or None, finalists=a.finalists,
         finalist_seeds=a.finalist_seeds, timeout=a.timeout, artifact_dir=a.artifact_dir,

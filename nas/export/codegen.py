@@ -19,6 +19,9 @@ from nas.arch.spec import ArchSpec
 # precision and speed switches stay with nas).
 RECIPE_KEYS = ("epochs", "batch_size", "lr", "pct_start", "momentum", "nesterov", "weight_decay",
                "label_smoothing", "ema", "augment", "rotate_deg", "translate", "scale", "seed")
+# Read by ``fit`` only when on (Fashion-MNIST's default), so that a recipe without flips reads
+# exactly as it did before the setting existed.
+OPTIONAL_RECIPE_KEYS = ("hflip",)
 
 FIT_SOURCE = '''
 
@@ -57,9 +60,10 @@ def augment(x: torch.Tensor, rotate_deg: float, translate: float, scale: float,
 
 
 def fit(pixels: torch.Tensor, labels: torch.Tensor, recipe: dict = RECIPE) -> nn.Module:
-    """Train ``build()`` on uint8 ``pixels`` (N, 1, H, W) and int64 ``labels`` (N,) with the
+    """Train ``build()`` on uint8 ``pixels`` (N, C, H, W) and int64 ``labels`` (N,) with the
     recipe nas trained it with: Nesterov SGD, one-cycle schedule, weight decay on weights
-    only, label smoothing, batched augmentation, and (when ``recipe["ema"]`` > 0) a moving
+    only, label smoothing, batched augmentation (left-right flips of half the batch when
+    ``recipe["hflip"]``), and (when ``recipe["ema"]`` > 0) a moving
     average of the weights, which is what it returns. On the CPU, one thread or more, it
     reproduces ``nas.replay``'s training in distribution (nas draws its dropout masks with
     a faster generator, so the numbers differ seed for seed).
@@ -99,6 +103,9 @@ def fit(pixels: torch.Tensor, labels: torch.Tensor, recipe: dict = RECIPE) -> nn
             xb = preprocess(pixels[idx])
             if r["augment"]:
                 xb = augment(xb, r["rotate_deg"], r["translate"], r["scale"], gen)
+                if r.get("hflip"):  # after the warp, as nas draws it
+                    flip = torch.rand(xb.shape[0], generator=gen) < 0.5
+                    xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
             loss = F.cross_entropy(model(xb), labels[idx], label_smoothing=r["label_smoothing"])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -117,12 +124,21 @@ def fit(pixels: torch.Tensor, labels: torch.Tensor, recipe: dict = RECIPE) -> nn
 '''
 
 
+def _doc(text: str) -> str:
+    """``text`` safe inside the generated file's docstrings and comments: class names and a
+    data set's name may come from a user's file or a shared study, and must not end a string
+    or a line (no control characters, no backslash, no quote run)."""
+    clean = "".join(ch if ch.isprintable() else " " for ch in text)
+    return clean.replace("\\", "/").replace('"', "'")
+
+
 def recipe_of(train_config: dict[str, object]) -> dict[str, object]:
     """The training settings of a recorded ``train_config`` that ``fit`` takes."""
     from nas.training.trainer import TrainConfig
 
     cfg = TrainConfig.from_dict(train_config).to_dict()
-    return {k: cfg[k] for k in RECIPE_KEYS}
+    return {k: cfg[k] for k in RECIPE_KEYS} | {k: cfg[k] for k in OPTIONAL_RECIPE_KEYS
+                                               if cfg[k]}
 
 
 def model_source(spec: ArchSpec, recipe: dict[str, object] | None = None,
@@ -144,17 +160,21 @@ def model_source(spec: ArchSpec, recipe: dict[str, object] | None = None,
         recipe_doc = "\n" + textwrap.fill(
             f"Training recipe (what nas trained it with; ``fit()`` applies it): {settings}. "
             f"``net = fit(pixels, labels)`` trains a fresh network that way.", 96) + "\n"
-        fit = FIT_SOURCE.format(recipe=repr(recipe), name=dataset.name)
+        fit = FIT_SOURCE.format(recipe=repr(recipe), name=_doc(dataset.name))
     c, h, w = dataset.shape
+    classes = textwrap.fill(_doc(dataset.classes_text()), 96)
+    title, name = _doc(dataset.title()), _doc(dataset.name)
     return f'''"""A CNN found by nas {__version__}: {n:,} parameters, receptive field {rf}.
 
 Spec key: {spec.key()}
+
+Trained on {title}. Classes ({classes}).
 
 Standalone: needs only torch. ``python model.py [weights.pt]`` builds it, checks the parameter
 count, optionally loads weights, and runs one forward pass.
 
 Input contract: ``build()``'s network takes NORMALISED float32 images, shape (N, {c}, {h}, {w}).
-Images as they come ({dataset.name}'s IDX convention: uint8 pixels 0-255, 0 = background, 255 = ink)
+Images as they come ({name}'s IDX convention: uint8 pixels 0-255, 0 = background, 255 = ink)
 go through ``preprocess`` first: ``model(preprocess(pixels))``. Fed [0, 1] pixels instead, the
 network silently loses accuracy. (``model.onnx``, when exported, has ``preprocess`` inside:
 it takes the uint8 pixels directly.)
@@ -167,7 +187,7 @@ from torch import nn
 
 PARAMS = {n}
 INPUT_SHAPE = (1, {spec.in_channels}, {spec.input_size}, {spec.input_size})
-MEAN, STD = {dataset.mean!r}, {dataset.std!r}  # {dataset.name}'s training-set pixel mean and std, on [0, 1]
+MEAN, STD = {dataset.mean!r}, {dataset.std!r}  # {name}'s training-set pixel mean and std, on [0, 1]
 
 
 def preprocess(pixels: torch.Tensor) -> torch.Tensor:

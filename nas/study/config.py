@@ -26,9 +26,11 @@ from nas.study import cost
 from nas.study import artifacts, record
 from nas.study.importance import importance_line
 from nas.errors import UserError
-from nas.training.data import DEFAULT_DATA_DIR, load_mnist
-from nas.training.dataset import MNIST, Dataset
-from nas.arch.space import start_members
+from nas.training.data import DEFAULT_DATA_DIR
+from nas.training.data import MNIST as Loaded
+from nas.training.dataset import MNIST, NAMED, Dataset
+from nas.training.sources import is_name, load_data
+from nas.arch.space import Input, start_members
 from nas.study.storage import (GRACE_S, HEARTBEAT_S, JOURNAL_PREFIX, faults, has_password,
                          open_storage, redact, study_names)
 from nas.training.trainer import TrainConfig
@@ -57,7 +59,10 @@ class SearchConfig:
     # 3 seeds each.
     pruner: str = "none"
     device: str = "auto"
-    data_dir: str = str(DEFAULT_DATA_DIR)
+    # --dataset: a name (mnist, fashion-mnist) or the path of a folder of IDX files or a .npz
+    # (nas.training.sources); data_dir is where a name is read from (None for a path).
+    dataset: str = "mnist"
+    data_dir: str | None = str(DEFAULT_DATA_DIR)
     val_size: int = 10_000  # validation images carved from the training files
     split_seed: int = 0
     seed: int = 0
@@ -94,6 +99,48 @@ class SearchConfig:
                 "train": self.full_schedule.to_dict(), "proxy_epochs": self.proxy_epochs,
                 "proxy_subset": self.proxy_subset, "space": self.space,
                 "train_space": self.train_space}
+
+
+def data_of(cfg: SearchConfig) -> Loaded:
+    """The search's data, loaded once per process (every worker loads its own)."""
+    return load_data(cfg.dataset, cfg.data_dir)
+
+
+def dataset_of(cfg: SearchConfig) -> Dataset:
+    """The search's descriptor: a named data set's own without reading a file (its files are
+    checked against it when loaded), a path's from its contents."""
+    if is_name(cfg.dataset):
+        return NAMED[cfg.dataset.strip().lower()]
+    return data_of(cfg).dataset
+
+
+def input_of(cfg: SearchConfig) -> Input:
+    """What every candidate's spec takes from the search's data: channels, size, classes."""
+    d = dataset_of(cfg)
+    return Input(d.channels, d.size[0], d.num_classes)
+
+
+def data_identity(data: Loaded) -> dict[str, Any]:
+    """The data's part of a study's identity: the fingerprint studies have always recorded
+    (name, training images, SHA-256) and the image shape and class count. A study made before
+    the last two were recorded compares only what it has (:func:`_differences`)."""
+    return {**data.fingerprint(), "shape": list(data.dataset.shape),
+            "classes": data.dataset.num_classes}
+
+
+def data_words(identity: dict[str, Any]) -> str:
+    """A data identity in a few words: ``Fashion-MNIST (1x28x28, 10 classes, 60,000 training
+    images, sha256 1f243a60...)``; what an older study did not record is left out."""
+    parts = []
+    if isinstance(identity.get("shape"), list):
+        parts.append("x".join(map(str, identity["shape"])))
+    if "classes" in identity:
+        parts.append(f"{identity['classes']} classes")
+    if isinstance(identity.get("train"), int):
+        parts.append(f"{identity['train']:,} training images")
+    if isinstance(identity.get("sha256"), str):
+        parts.append(f"sha256 {identity['sha256'][:8]}...")
+    return f"{identity.get('name', 'MNIST')} ({', '.join(parts)})"
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -159,10 +206,12 @@ def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def default_study_name(max_params: int, epochs: int, dataset: Dataset = MNIST) -> str:
-    """``<data set>-<max_params>p-<epochs>e``, the data set's name lowercased: for MNIST
-    exactly ``mnist-20000p-20e``, the name studies have always had."""
-    return f"{dataset.slug}-{max_params}p-{epochs}e"
+def default_study_name(max_params: int, epochs: int, dataset: Dataset | str = MNIST) -> str:
+    """``<data set>-<max_params>p-<epochs>e``, the data set's name (a descriptor's, or a
+    name as :func:`nas.training.sources.name_of` gives it) lowercased: for MNIST exactly
+    ``mnist-20000p-20e``, the name studies have always had."""
+    slug = dataset.slug if isinstance(dataset, Dataset) else dataset.lower()
+    return f"{slug}-{max_params}p-{epochs}e"
 
 
 STORAGE_VAR = "NAS_STORAGE"  # what printed commands say instead of a URL with a password
@@ -196,8 +245,8 @@ def dashboard_command(storage: str, artifact_dir: str | None = None) -> str:
 def prepare_study(cfg: SearchConfig) -> optuna.Study:
     """Create the study, or check that an existing one was made by nas with the same settings
     and the same data. Stale trials of dead processes are marked FAIL first."""
-    mnist = load_mnist(cfg.data_dir)
-    identity = {**cfg.identity(), "data": mnist.fingerprint()}
+    mnist = data_of(cfg)
+    identity = {**cfg.identity(), "data": data_identity(mnist)}
     storage = open_storage(cfg.storage, heartbeat=cfg.heartbeat)
     with faults(cfg.storage):
         exists = cfg.study_name in study_names(storage)
@@ -207,6 +256,14 @@ def prepare_study(cfg: SearchConfig) -> optuna.Study:
             old = _identity_of(study)
             record.check_made_by_nas(study, cfg.storage)  # and its format: one we can read
             diff = _differences({**UNRECORDED, **old}, identity)
+            if any(d.startswith("data.") for d in diff):
+                # Other data: name the study's and this run's, and how to get the study's.
+                was = old.get("data", {}) if isinstance(old.get("data"), dict) else {}
+                raise UserError(f"study {cfg.study_name!r} in {redact(cfg.storage)} was made on "
+                                f"{data_words(was)}, not {data_words(identity['data'])} "
+                                f"({', '.join(d for d in diff if d.startswith('data.'))} "
+                                f"differ): pass its --dataset and --data-dir, or another "
+                                f"--study-name")
             if diff:
                 space = {**UNRECORDED, **old}["space"]
                 hint = f" (it samples search space version {space}: pass --space {space})" \
@@ -222,6 +279,7 @@ def prepare_study(cfg: SearchConfig) -> optuna.Study:
                 "train": len(mnist.train) - cfg.val_size,
                 "validation": cfg.val_size, "split_seed": cfg.split_seed,
                 "test": "not used during search"}, cfg.max_params, cfg.full_schedule.epochs)
+            record.write_data_set(study, mnist.dataset, cfg.dataset, mnist.source)
         record.write_last_command(study, sys.argv, asdict(cfg))
     return study
 
@@ -238,7 +296,7 @@ def enqueue_start(study: optuna.Study, cfg: SearchConfig, remaining: int) -> int
         return 0
     try:
         members = start_members(cfg.space, min(START_TRIALS, remaining), cfg.max_params,
-                                cfg.seed)
+                                cfg.seed, input_of(cfg))
     except ValueError:  # a budget at the space's edge: the sampler finds its own way
         return 0
     for params in members:

@@ -19,7 +19,7 @@ import torch
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from nas.study import record, stages, uploads
-from nas.study.config import SearchConfig
+from nas.study.config import SearchConfig, dataset_of
 from nas.training.data import Split
 from nas.training.trainer import EpochReport, TrainingDiverged, device_name, precision_for, train
 
@@ -59,6 +59,7 @@ class Objective:
     def __post_init__(self) -> None:
         self.stages = stages.by_name(self.cfg)
         self._images = {name: s.images(self.train_split) for name, s in self.stages.items()}
+        self.dataset = dataset_of(self.cfg)  # its normalisation: what the export states
 
     def __call__(self, trial: Trial) -> float:
         self.lost = None
@@ -115,7 +116,7 @@ class Objective:
 
         try:
             result = train(spec, train_split, self.val_split, cfg, self.device,
-                           callback=report)
+                           callback=report, dataset=self.dataset)
         except (TrainingDiverged, torch.OutOfMemoryError) as e:
             record.write_outcome(trial, record.FAILED,
                                  f"{type(e).__name__}: {str(e).splitlines()[0]}")

@@ -21,6 +21,7 @@ import json
 import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,9 @@ from nas.study.artifacts import valid_artifact_id
 from nas.arch.plan import Plan, plan
 from nas.study.processes import ProcessRecordError, check_process, this_process
 from nas.training.space import train_params
-from nas.arch.spec import ArchSpec, SpecError, short_repr
+from nas.arch.spec import (MAX_CLASSES, MAX_IN_CHANNELS, MAX_INPUT_SIZE, ArchSpec, SpecError,
+                           short_repr)
+from nas.training.dataset import MNIST, NAMED, Dataset
 from nas.training.checkpoint import versions
 from nas.training.trainer import ConfigError, TrainConfig
 from nas.errors import RecordError
@@ -70,6 +73,10 @@ TRAINED_OUTCOMES = (COMPLETE, PRUNED, FAILED)
 # -- study user attributes ---------------------------------------------------------------------
 IDENTITY = "identity"  # what must match to resume
 DATASET = "dataset"
+# What rebuilds the study's data set descriptor (nas.training.dataset.Dataset) and finds its
+# files again: export states its classes and normalisation, replay reads the same data. A study
+# without it (made before --dataset) is MNIST's.
+DATA_SET = "data_set"
 MAX_PARAMS = "max_params"
 EPOCHS = "epochs"
 VERSIONS = "versions"
@@ -215,6 +222,100 @@ def max_params_of(study: optuna.Study, default: int) -> int:
     if not _is_int(v, 1):
         raise _bad(None, study, MAX_PARAMS, f"must be a positive integer, got {short_repr(v)}")
     return v
+
+
+# -- the data set -----------------------------------------------------------------------------
+MAX_NAME = 200  # characters of a data set's or a class's name
+
+
+@dataclass(frozen=True)
+class DataSetRecord:
+    """What a study records of its data: the descriptor, the ``--dataset`` argument that read
+    it (a name, or the absolute path of a folder or .npz) and the folder or file it was read
+    from (``source``)."""
+
+    dataset: Dataset
+    arg: str
+    source: str
+
+
+def write_data_set(study: optuna.Study, dataset: Dataset, arg: str, source: str) -> None:
+    """Record ``dataset`` (every field an export needs: name, classes, shape, mean, std,
+    the class noun, the flip default, the content hash), the ``--dataset`` argument and the
+    source folder or file, once, when the study is made."""
+    study.set_user_attr(DATA_SET, {
+        "arg": arg, "source": source, "name": dataset.name,
+        "description": dataset.description, "classes": list(dataset.classes),
+        "shape": list(dataset.shape), "mean": dataset.mean, "std": dataset.std,
+        "class_noun": dataset.class_noun, "hflip": dataset.hflip, "sha256": dataset.sha256})
+
+
+def _text(v: Any, most: int, empty: bool = False) -> bool:
+    """A printable one-line string of at most ``most`` characters (it reaches texts, file
+    metadata and generated source)."""
+    return isinstance(v, str) and (empty or v != "") and len(v) <= most and v.isprintable()
+
+
+def data_set_of(study: optuna.Study) -> DataSetRecord | None:
+    """The study's data set record, checked (it may come from anywhere); None for a study
+    made before ``--dataset`` (its data are MNIST: :func:`dataset_of`)."""
+    rec = study.user_attrs.get(DATA_SET)
+    if rec is None:
+        return None
+
+    def bad(why: str) -> RecordError:
+        return _bad(None, study, DATA_SET, why)
+
+    if not isinstance(rec, dict):
+        raise bad(f"must be a mapping, got {short_repr(rec)}")
+    for key, most in (("arg", MAX_TEXT), ("source", MAX_TEXT), ("name", MAX_NAME),
+                      ("description", MAX_NAME), ("class_noun", MAX_NAME)):
+        if not _text(rec.get(key), most):
+            raise bad(f"field {key!r} must be a line of text of at most {most:,} characters, "
+                      f"got {short_repr(rec.get(key))}")
+    classes, shape = rec.get("classes"), rec.get("shape")
+    if not isinstance(classes, list) or not 2 <= len(classes) <= MAX_CLASSES or \
+            not all(_text(c, MAX_NAME, empty=True) for c in classes):
+        raise bad(f"field 'classes' must be a list of 2 to {MAX_CLASSES:,} class names, got "
+                  f"{short_repr(classes)}")
+    if not isinstance(shape, list) or len(shape) != 3 or \
+            not all(_is_int(v, 1) for v in shape) or shape[0] > MAX_IN_CHANNELS or \
+            max(shape[1:]) > MAX_INPUT_SIZE:
+        raise bad(f"field 'shape' must be [channels, height, width] within "
+                  f"{MAX_IN_CHANNELS}x{MAX_INPUT_SIZE}x{MAX_INPUT_SIZE}, got {short_repr(shape)}")
+    mean, std = rec.get("mean"), rec.get("std")
+    if not (_is_number(mean) and 0 <= mean <= 1 and _is_number(std) and 0 < std <= 1):
+        raise bad(f"fields 'mean' and 'std' must be pixel statistics on [0, 1] (std above 0), "
+                  f"got {short_repr(mean)} and {short_repr(std)}")
+    sha = rec.get("sha256")
+    if sha is not None and not (isinstance(sha, str) and len(sha) == 64 and
+                                all(ch in "0123456789abcdef" for ch in sha)):
+        raise bad(f"field 'sha256' must be 64 hex digits or null, got {short_repr(sha)}")
+    if type(rec.get("hflip")) is not bool:
+        raise bad(f"field 'hflip' must be true or false, got {short_repr(rec.get('hflip'))}")
+    named = NAMED.get(rec["arg"].strip().lower())
+    if named is not None:  # a named data set is the code's own descriptor
+        return DataSetRecord(named, rec["arg"], rec["source"])
+    dataset = Dataset(name=rec["name"], description=rec["description"],
+                      classes=tuple(classes), shape=(shape[0], shape[1], shape[2]),
+                      mean=float(mean), std=float(std), files=MNIST.files, sha256=sha,
+                      class_noun=rec["class_noun"], hflip=rec["hflip"])
+    return DataSetRecord(dataset, rec["arg"], rec["source"])
+
+
+def dataset_of(study: optuna.Study) -> Dataset:
+    """The descriptor of the data the study trained on: its record's, else MNIST's (a study
+    made before ``--dataset``)."""
+    rec = data_set_of(study)
+    return rec.dataset if rec is not None else MNIST
+
+
+def data_identity_of(study: optuna.Study) -> dict[str, Any] | None:
+    """The data part of the study's identity (name, training images, SHA-256, and for
+    studies made since ``--dataset`` shape and classes), or None when it has none."""
+    identity = identity_of(study)
+    data = identity.get("data") if isinstance(identity, dict) else None
+    return data if isinstance(data, dict) else None
 
 
 # -- writing a trial ---------------------------------------------------------------------------

@@ -34,7 +34,6 @@ from nas.study import record
 from nas.errors import UserError
 from nas.study.artifacts import open_store
 from nas.study.budget import describe, fit_budget, measure_rate, plan_stages
-from nas.training.data import load_mnist
 from nas.arch.plan import param_count
 from nas.study.objective import Objective
 from nas.errors import WorkerDied
@@ -42,7 +41,7 @@ from nas.study.processes import Interrupted, die_with_parent, handle_signals
 from nas.arch.space import smallest
 from nas.study.storage import (check_url, check_writable, faults, open_storage,
                          quiet_storage_faults_in_threads)
-from nas.study.config import (SearchConfig, finalist_markdown, make_pruner,
+from nas.study.config import (SearchConfig, data_of, finalist_markdown, input_of, make_pruner,
                        make_sampler, prepare_study)
 from nas.training.trainer import EpochReport, TrainingDiverged, resolve_device
 
@@ -119,7 +118,7 @@ def run_worker(cfg: SearchConfig, stage: Stage, tickets: Tickets, progress: bool
     if cfg.workers > 1 and torch.get_num_threads() > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.workers))
     device = resolve_device(cfg.device)
-    mnist = load_mnist(cfg.data_dir)
+    mnist = data_of(cfg)
     tr, val = mnist.search_splits(cfg.val_size, cfg.split_seed)
     tr, val = tr.to(device), val.to(device)
     with faults(cfg.storage):
@@ -281,10 +280,12 @@ def search(cfg: SearchConfig, progress: bool = True) -> optuna.Study:
     if cfg.workers > most:
         raise UserError(f"--workers {cfg.workers} is more than this machine can run: at most "
                         f"{most} ({why})")
-    if param_count(smallest(cfg.space)) > cfg.max_params:
+    data = data_of(cfg)  # a fault of the data is one line before anything is written
+    least = param_count(smallest(cfg.space, input_of(cfg)))
+    if least > cfg.max_params:
         raise UserError(f"--max-params {cfg.max_params:,} is below the smallest network in the "
-                        f"search space ({param_count(smallest(cfg.space)):,} parameters)")
-    n_train = len(load_mnist(cfg.data_dir).train)
+                        f"search space ({least:,} parameters)")
+    n_train = len(data.train)
     if cfg.val_size >= n_train:
         raise UserError(f"--val-size {cfg.val_size:,} leaves no training images "
                         f"(the data has {n_train:,})")

@@ -27,7 +27,7 @@ from nas.arch import space as arch_space
 from nas.arch.plan import Plan, plan
 from nas.arch.spec import ArchSpec, SpecError
 from nas.study import record
-from nas.study.config import SearchConfig, enqueue_start
+from nas.study.config import SearchConfig, enqueue_start, input_of
 from nas.study.selection import completed, earlier_same_arch
 from nas.training.data import Split
 from nas.training.space import sample_train
@@ -106,7 +106,7 @@ class SearchStage(Stage):
         return self.cfg.trials, self.cfg.trials - tickets
 
     def candidate(self, trial: Trial, max_params: int) -> Candidate | FrozenTrial:
-        spec = arch_space.sample(self.cfg.space, trial, max_params)
+        spec = arch_space.sample(self.cfg.space, trial, max_params, input_of(self.cfg))
         try:
             p = plan(spec.validate())  # the one plan of this candidate
         except SpecError as e:
@@ -161,7 +161,7 @@ class FinalistStage(Stage):
     def candidate(self, trial: Trial, max_params: int) -> Candidate:
         # The queued parameters: the finalist's architecture and training settings, on the
         # full schedule with the finalist's seed.
-        spec = arch_space.sample(self.cfg.space, trial, max_params)
+        spec = arch_space.sample(self.cfg.space, trial, max_params, input_of(self.cfg))
         cfg = replace(sample_train(self.cfg.train_space, trial, self.schedule()),
                       seed=record.finalist_seed(trial))
         p = plan(spec.validate())

@@ -48,3 +48,10 @@ def random_affine(x: torch.Tensor, rotate_deg: float, translate: float, scale: f
     bg = -dataset.mean / dataset.std
     return F.grid_sample(x - bg, grid, mode="bilinear", padding_mode="zeros",
                          align_corners=False) + bg
+
+
+def random_hflip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each image of the batch (N, C, H, W) mirrored left-right with probability 1/2 (one
+    uniform draw per image from ``generator``)."""
+    flip = torch.rand(x.shape[0], device=x.device, generator=generator) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(3), x)

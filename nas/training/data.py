@@ -11,13 +11,21 @@ classes). Where it is read from, in this order:
    ``README.md`` there for its provenance and licence; :data:`DEFAULT_DATA_DIR`). It is package
    data, so a non-editable ``pip install`` has it and nothing needs the network. Nothing is
    ever downloaded into the package: an install that lacks the files is one line saying so.
+
+:func:`load_data` is what ``--dataset NAME|PATH`` reads: a name (``mnist``, ``fashion-mnist``:
+:data:`nas.training.dataset.NAMED`), a folder of the four IDX files under MNIST's names, or a
+``.npz`` with ``x_train, y_train, x_test, y_test``. A folder or ``.npz`` gets a descriptor made
+from its own contents (shape, classes, the training images' :func:`pixel_stats`). Whatever is
+wrong with the files is one :class:`DataError` line.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import re
 import struct
+import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -161,12 +169,17 @@ def load_mnist(data_dir: str | Path | None = None, download: bool = True,
                         f"single-channel IDX images only")
     if data_dir is not None:
         root = Path(data_dir)
-    elif dataset.shipped_dir is not None:
-        root = dataset.shipped_dir
+    elif dataset.default_dir is not None:
+        root = dataset.default_dir
     else:
         raise DataError(f"no copy of {dataset.name} ships with nas: pass --data-dir")
     names = ", ".join(s + ".gz" for s in dataset.files)
     d = _locate(root, dataset)
+    if d is None and dataset.system_dir is not None and \
+            root.resolve() == Path(dataset.system_dir).resolve():
+        raise DataError(f"{dataset.name} not found in {root}: install it (Debian: apt-get "
+                        f"install dataset-{dataset.slug}), or pass --data-dir a folder "
+                        f"holding {names}")
     if d is None and _is_shipped(root, dataset):
         raise DataError(f"{dataset.name} not found in {root}, the copy that should ship with "
                         f"nas (this install lacks its data files): reinstall nas, or pass "

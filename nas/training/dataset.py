@@ -56,6 +56,12 @@ class Dataset:
     # says whether a copy is the real thing. None: not known.
     sha256: str | None = None
     class_noun: str = "class"  # what one class is called in texts ("digit")
+    # Where a system package installs it (read when no --data-dir is given and nothing
+    # ships inside nas), e.g. Debian's dataset-fashion-mnist: /usr/share/datasets/fashion-mnist.
+    system_dir: str | None = None
+    # Whether a left-right mirror image is still of the same class: the training default for
+    # horizontal flips (clothing yes; digits never: a mirrored 2 is no digit, 3 and E differ).
+    hflip: bool = False
 
     def __post_init__(self) -> None:
         if len(self.classes) < 2 or len(self.shape) != 3 or min(self.shape) < 1:
@@ -87,6 +93,14 @@ class Dataset:
     def shipped_dir(self) -> Path | None:
         """The folder of the copy that ships inside the package, or None if none ships."""
         return DATASETS_DIR / self.package_dir if self.package_dir is not None else None
+
+    @property
+    def default_dir(self) -> Path | None:
+        """Where it is read from without a --data-dir: the shipped copy, else the system
+        package's folder, else None (a --data-dir is needed)."""
+        if self.shipped_dir is not None:
+            return self.shipped_dir
+        return Path(self.system_dir) if self.system_dir is not None else None
 
     @property
     def slug(self) -> str:
@@ -148,3 +162,24 @@ MNIST = Dataset(
     package_dir="mnist", torchvision="MNIST",
     sha256="d18cfd466eb143ac1097fde604dba9eec4116885869d04cc648b510949f9e88c",
     class_noun="digit")
+
+
+# Zalando's Fashion-MNIST (https://github.com/zalandoresearch/fashion-mnist, MIT licence): 28x28
+# grey article images, MNIST's layout and file names. nas does not ship it: Debian's package
+# dataset-fashion-mnist (0.0~git20200523.55506a9-1) installs the four .gz files in
+# /usr/share/datasets/fashion-mnist/, read by default; --data-dir reads another copy.
+FASHION_MNIST = Dataset(
+    name="Fashion-MNIST", description="Zalando article images",
+    classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+             "Sneaker", "Bag", "Ankle boot"),  # label order, from the data set's README
+    shape=(1, 28, 28),
+    # pixel_stats of the 60,000 training images of the Debian copy: 0.28604 and 0.35302.
+    mean=0.286, std=0.353,
+    files=MNIST.files, subdirs=("FashionMNIST/raw", "raw"),  # torchvision's layout, a raw/
+    torchvision="FashionMNIST",
+    sha256="1f243a60b4b748a44c48b9a6f6907be2a08bee3e4e226f0e86fbde8e147b745a",
+    class_noun="article", system_dir="/usr/share/datasets/fashion-mnist",
+    hflip=True)  # a mirrored shoe is a shoe: left-right flips on by default
+
+# The names --dataset takes (anything else is a path: a folder of IDX files or a .npz).
+NAMED = {"mnist": MNIST, "fashion-mnist": FASHION_MNIST}

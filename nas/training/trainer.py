@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas.training.augment import normalize, random_affine
+from nas.training.augment import normalize, random_affine, random_hflip
+from nas.training.dataset import MNIST, Dataset
 from nas.arch.build import build
 from nas.training.data import DataError, Split
 from nas.arch.spec import ArchSpec, short_repr
@@ -50,7 +51,7 @@ _FLOAT_RANGES = {"lr": (0.0, math.inf, True), "pct_start": (0.0, 1.0, False),
                  "label_smoothing": (0.0, 1.0, True), "rotate_deg": (0.0, 180.0, False),
                  "translate": (0.0, 1.0, False), "scale": (0.0, 1.0, True),
                  "ema": (0.0, 1.0, True)}
-_BOOLS = ("nesterov", "augment", "channels_last", "fast_cpu_dropout", "compile",
+_BOOLS = ("nesterov", "augment", "hflip", "channels_last", "fast_cpu_dropout", "compile",
           "deterministic")
 
 
@@ -74,6 +75,10 @@ class TrainConfig:
     rotate_deg: float = 8.0
     translate: float = 0.08  # fraction of the image size
     scale: float = 0.08
+    # With augment: mirror a random half of each batch left-right. Off by default and for
+    # digits; the search turns it on where the data set says mirror images keep their class
+    # (Dataset.hflip: Fashion-MNIST).
+    hflip: bool = False
     eval_batch_size: int = 4096
     channels_last: bool = True
     # auto | bf16 | fp16 | fp32; "auto" picks by device (see resolve_precision). Replaces the
@@ -215,25 +220,26 @@ def _as_images(split: Split, device: torch.device) -> tuple[torch.Tensor, torch.
 
 @torch.inference_mode()
 def evaluate_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
-                     precision: str | None = None) -> torch.Tensor:
+                     precision: str | None = None, dataset: Dataset = MNIST) -> torch.Tensor:
     """Which of the uint8 images ``x`` (already on the model's device) ``model`` classifies
     correctly, as a bool tensor, in ``precision`` (default: what ``cfg`` resolves to on that
-    device). Two models compared on the same images are compared pairwise with it."""
+    device), normalised with ``dataset``'s constants. Two models compared on the same images
+    are compared pairwise with it."""
     model.eval()
     mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
     precision = precision or precision_for(x.device, cfg.precision)
     out = []
     with autocast(x.device, precision):
         for i in range(0, len(y), cfg.eval_batch_size):
-            xb = normalize(x[i:i + cfg.eval_batch_size]).contiguous(memory_format=mf)
+            xb = normalize(x[i:i + cfg.eval_batch_size], dataset).contiguous(memory_format=mf)
             out.append(model(xb).argmax(1) == y[i:i + cfg.eval_batch_size])
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool, device=x.device)
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
-             precision: str | None = None) -> float:
+             precision: str | None = None, dataset: Dataset = MNIST) -> float:
     """Accuracy of ``model`` on uint8 images ``x`` (see :func:`evaluate_correct`)."""
-    return evaluate_correct(model, x, y, cfg, precision).sum().item() / max(len(y), 1)
+    return evaluate_correct(model, x, y, cfg, precision, dataset).sum().item() / max(len(y), 1)
 
 
 class WeightAverage:
@@ -409,8 +415,11 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 def train(spec: ArchSpec, train_split: Split, eval_split: Split, cfg: TrainConfig,
           device: torch.device | str = "cpu",
-          callback: Callable[[EpochReport], None] | None = None) -> TrainResult:
-    """Train ``build(spec)`` on ``train_split``, evaluating on ``eval_split`` after every epoch.
+          callback: Callable[[EpochReport], None] | None = None,
+          dataset: Dataset = MNIST) -> TrainResult:
+    """Train ``build(spec)`` on ``train_split``, evaluating on ``eval_split`` after every epoch,
+    both normalised with ``dataset``'s mean and std (what the export states: the data set the
+    images come from).
 
     Raises :class:`~nas.training.data.DataError` before training when the data do not fit the spec
     (:func:`check_data`), :class:`TrainingDiverged` when the loss is not finite at an epoch's
@@ -447,9 +456,11 @@ def train(spec: ArchSpec, train_split: Split, eval_split: Split, cfg: TrainConfi
         loss_sum = torch.zeros((), device=device)
         for s in range(steps):
             idx = perm[s * bs:(s + 1) * bs]
-            xb = normalize(x_tr[idx])
+            xb = normalize(x_tr[idx], dataset)
             if cfg.augment:
-                xb = random_affine(xb, cfg.rotate_deg, cfg.translate, cfg.scale, gen)
+                xb = random_affine(xb, cfg.rotate_deg, cfg.translate, cfg.scale, gen, dataset)
+                if cfg.hflip:  # after the warp: without it the random stream is unchanged
+                    xb = random_hflip(xb, gen)
             xb = xb.contiguous(memory_format=mf)
             with autocast(device, precision):
                 loss = F.cross_entropy(step_model(xb), y_tr[idx],
@@ -469,7 +480,7 @@ def train(spec: ArchSpec, train_split: Split, eval_split: Split, cfg: TrainConfi
         train_loss = loss_sum.item() / max(steps, 1)  # the one sync of the epoch
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"training loss is {train_loss} at epoch {epoch}")
-        correct = evaluate_correct(evaluated, x_ev, y_ev, cfg, precision)
+        correct = evaluate_correct(evaluated, x_ev, y_ev, cfg, precision, dataset)
         acc = correct.sum().item() / max(len(y_ev), 1)  # the epoch's second and last sync
         result.correct = correct.cpu()
         secs = time.perf_counter() - t0
