@@ -292,7 +292,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help=DATASET_HELP.replace("(default %(default)s)", "(default: the study's "
                                              "own, read where its search read it; mnist with "
                                              "--spec)"))
-    p.add_argument("--data-dir", default=None, help=NAMED_DATA_DIR_HELP)
+    p.add_argument("--data-dir", default=None,
+                   help=NAMED_DATA_DIR_HELP.replace("(default: ", "(default: the folder the "
+                                                    "study's search read; with --dataset or "
+                                                    "--spec, "))
     p.add_argument("--out", type=Path, default=None,
                    help="folder for the weights, reports and model.onnx (default "
                         "runs/replay-<study>-trial<N>, the study name made a safe file name)")
