@@ -343,3 +343,35 @@ def test_mnist_is_unchanged_by_default():
 
     assert "hflip" not in recipe_of(TrainConfig().to_dict())  # MNIST's recipe reads as before
     assert json.dumps(recipe_of(TrainConfig(hflip=True).to_dict())).count("hflip") == 1
+
+
+def test_fit_flips_and_normalises_the_way_nas_does(tiny_mnist_dir):
+    """model.py's fit() with Fashion-MNIST's recipe (flips on) and constants trains the very
+    network nas's trainer trains with that descriptor; the flips change it."""
+    from nas.arch.spec import Block, Conv3x3, Head, MaxPool
+    from nas.export.codegen import model_source, recipe_of
+    from nas.training.data import load_mnist
+    from nas.training.trainer import TrainConfig, train
+
+    spec = ArchSpec(stem=Conv3x3(8), blocks=(Block((Conv3x3(8),), (MaxPool(),)),
+                                             Block((Conv3x3(8),), (MaxPool(),))))
+    tr, val = load_mnist(tiny_mnist_dir, download=False).search_splits(val_size=500)
+    cfg = TrainConfig(epochs=1, batch_size=25, lr=0.2, channels_last=False, precision="fp32",
+                      seed=2, hflip=True)
+    ours = train(spec, tr, val, cfg, "cpu", dataset=FASHION_MNIST)
+    mod = types_module(model_source(spec, recipe_of(cfg.to_dict()), FASHION_MNIST))
+    assert mod.RECIPE["hflip"] is True and (mod.MEAN, mod.STD) == (0.286, 0.353)
+    theirs = mod.fit(tr.x, tr.y)
+    for (name, a), b in zip(ours.model.state_dict().items(), theirs.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3, msg=name)
+    plain = train(spec, tr, val, TrainConfig(**{**cfg.to_dict(), "hflip": False}), "cpu",
+                  dataset=FASHION_MNIST)
+    assert not torch.equal(next(plain.model.parameters()), next(ours.model.parameters()))
+
+
+def types_module(src: str):
+    import types
+
+    mod = types.ModuleType("generated_model")
+    exec(compile(src, "model.py", "exec"), mod.__dict__)
+    return mod

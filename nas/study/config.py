@@ -26,7 +26,7 @@ from nas.study import cost
 from nas.study import artifacts, record
 from nas.study.importance import importance_line
 from nas.errors import UserError
-from nas.training.data import DEFAULT_DATA_DIR
+from nas.training.data import DEFAULT_DATA_DIR, load_mnist
 from nas.training.data import MNIST as Loaded
 from nas.training.dataset import MNIST, NAMED, Dataset
 from nas.training.sources import is_name, load_data
@@ -101,8 +101,15 @@ class SearchConfig:
                 "train_space": self.train_space}
 
 
-def data_of(cfg: SearchConfig) -> Loaded:
-    """The search's data, loaded once per process (every worker loads its own)."""
+def data_of(cfg: SearchConfig, loader: Callable[..., Loaded] | None = None) -> Loaded:
+    """The search's data, loaded once per process (every worker loads its own). A named data
+    set is read by ``loader`` (default this module's ``load_mnist``; the runner passes its
+    own: the tests replace both to prove that no search reads the test split), a path by
+    :func:`nas.training.sources.load_data`."""
+    if is_name(cfg.dataset):
+        dataset = NAMED[cfg.dataset.strip().lower()]
+        return (loader or load_mnist)(cfg.data_dir if cfg.data_dir is not None
+                                      else dataset.default_dir, True, dataset)
     return load_data(cfg.dataset, cfg.data_dir)
 
 

@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from nas.study import record, stages, uploads
 from nas.study.config import SearchConfig, dataset_of
 from nas.training.data import Split
+from nas.training.dataset import MNIST
 from nas.training.trainer import EpochReport, TrainingDiverged, device_name, precision_for, train
 
 
@@ -115,8 +116,10 @@ class Objective:
                 raise optuna.TrialPruned(f"pruned after epoch {r.epoch}")
 
         try:
+            # MNIST is train()'s default: its call reads as it always did.
+            more = {} if self.dataset is MNIST else {"dataset": self.dataset}
             result = train(spec, train_split, self.val_split, cfg, self.device,
-                           callback=report, dataset=self.dataset)
+                           callback=report, **more)
         except (TrainingDiverged, torch.OutOfMemoryError) as e:
             record.write_outcome(trial, record.FAILED,
                                  f"{type(e).__name__}: {str(e).splitlines()[0]}")

@@ -39,6 +39,7 @@ from nas.study.objective import Objective
 from nas.errors import WorkerDied
 from nas.study.processes import Interrupted, die_with_parent, handle_signals
 from nas.arch.space import smallest
+from nas.training.data import load_mnist
 from nas.study.storage import (check_url, check_writable, faults, open_storage,
                          quiet_storage_faults_in_threads)
 from nas.study.config import (SearchConfig, data_of, finalist_markdown, input_of, make_pruner,
@@ -118,7 +119,7 @@ def run_worker(cfg: SearchConfig, stage: Stage, tickets: Tickets, progress: bool
     if cfg.workers > 1 and torch.get_num_threads() > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.workers))
     device = resolve_device(cfg.device)
-    mnist = data_of(cfg)
+    mnist = data_of(cfg, load_mnist)
     tr, val = mnist.search_splits(cfg.val_size, cfg.split_seed)
     tr, val = tr.to(device), val.to(device)
     with faults(cfg.storage):
@@ -280,7 +281,7 @@ def search(cfg: SearchConfig, progress: bool = True) -> optuna.Study:
     if cfg.workers > most:
         raise UserError(f"--workers {cfg.workers} is more than this machine can run: at most "
                         f"{most} ({why})")
-    data = data_of(cfg)  # a fault of the data is one line before anything is written
+    data = data_of(cfg, load_mnist)  # a fault of the data: one line before anything is written
     least = param_count(smallest(cfg.space, input_of(cfg)))
     if least > cfg.max_params:
         raise UserError(f"--max-params {cfg.max_params:,} is below the smallest network in the "
