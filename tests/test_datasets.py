@@ -178,8 +178,9 @@ def test_a_32x32_rgb_npz_searches_exports_and_its_onnx_matches_torch(capsys, tmp
                                                       "blue square")
     spec = ArchSpec.from_json((r["export"] / "arch.json").read_text())
     assert (spec.in_channels, spec.input_size, spec.num_classes) == (3, 32, 3)
-    meta = onnx_meta(r["export"] / "model.onnx")
-    assert "2 blue square" in meta["classes"] and "(N, 3, 32, 32)" in meta["input"]
+    for onnx_file in (r["export"] / "model.onnx", tmp_path / "rep" / "model.onnx"):
+        meta = onnx_meta(onnx_file)  # the export's, and the replay's own
+        assert "2 blue square" in meta["classes"] and "(N, 3, 32, 32)" in meta["input"]
     assert "blue square" in (r["export"] / "model.py").read_text()
     # The ONNX graph (normalisation inside) computes what torch does on the same pixels.
     import onnxruntime as ort
