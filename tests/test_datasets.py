@@ -83,6 +83,8 @@ def run_all(capsys, tmp_path: Path, data: list[str], study: str) -> dict:
                           "--no-progress", "--device", "cpu", "--out", str(tmp_path / "rep"))
     assert code == 0, err
     assert "final-epoch test accuracy" in rep
+    # MNIST's accuracy target is not the measure of other data; the budget checks stay.
+    assert "mean test accuracy >=" not in rep and "PASS  parameters <= 20,000" in rep
     code, out, err = call(capsys, "export", "--storage", db, "--out", str(tmp_path / "e1"))
     assert code == 0, err
     assert out.split()[-1].endswith("model.onnx")

@@ -67,6 +67,7 @@ class ReplayReport:
     versions: dict[str, str] = field(default_factory=dict)
     date: str = ""
     precision: str = ""  # what the seeds trained in (resolved: bf16, fp16 or fp32)
+    dataset: str = "MNIST"  # the data set's name: the accuracy target is MNIST's challenge
 
     @property
     def mean(self) -> float:
@@ -82,7 +83,11 @@ class ReplayReport:
         return int(self.train_config["epochs"])
 
     def challenge(self) -> dict[str, bool]:
-        return {f"mean test accuracy >= {CHALLENGE_ACCURACY:.1%}": self.mean >= CHALLENGE_ACCURACY,
+        """The challenge's checks; on other data than MNIST its accuracy target (an MNIST
+        figure) is left out and the budget checks stay."""
+        accuracy = {f"mean test accuracy >= {CHALLENGE_ACCURACY:.1%}":
+                    self.mean >= CHALLENGE_ACCURACY} if self.dataset == "MNIST" else {}
+        return {**accuracy,
                 f"parameters <= {self.max_params:,}": self.params <= self.max_params,
                 f"epochs <= {CHALLENGE_EPOCHS}": self.epochs <= CHALLENGE_EPOCHS}
 
@@ -197,6 +202,7 @@ def retrain(report: ReplayReport, spec: ArchSpec, cfg: TrainConfig, device: torc
     train_split, test_split = mnist.train.to(device), mnist.test.to(device)
     make_dir(out)
     report.train_images, report.test_images = len(train_split), len(test_split)
+    report.dataset = dataset.name
     report.device, report.versions = device_name(device), checkpoint.versions()
     report.date = time.strftime("%Y-%m-%d")
     from tqdm.auto import tqdm

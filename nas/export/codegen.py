@@ -162,13 +162,14 @@ def model_source(spec: ArchSpec, recipe: dict[str, object] | None = None,
             f"``net = fit(pixels, labels)`` trains a fresh network that way.", 96) + "\n"
         fit = FIT_SOURCE.format(recipe=repr(recipe), name=_doc(dataset.name))
     c, h, w = dataset.shape
-    classes = textwrap.fill(_doc(dataset.classes_text()), 96)
+    classes = textwrap.fill(f"Classes ({_doc(dataset.classes_text())}).", 96)
     title, name = _doc(dataset.title()), _doc(dataset.name)
     return f'''"""A CNN found by nas {__version__}: {n:,} parameters, receptive field {rf}.
 
 Spec key: {spec.key()}
 
-Trained on {title}. Classes ({classes}).
+Trained on {title}.
+{classes}
 
 Standalone: needs only torch. ``python model.py [weights.pt]`` builds it, checks the parameter
 count, optionally loads weights, and runs one forward pass.
