@@ -51,12 +51,15 @@ def test_an_interrupted_candidate_is_queued_again_once():
     assert sorted(record.queued_params(t)["train_lr"] for t in waiting) == [0.1, 0.2]
     stage.queue(study)  # a second resume queues nothing twice
     assert len(study.get_trials(states=(TrialState.WAITING,))) == 2
-    # The re-queued one interrupted too: queued a third time, still once.
-    study.add_trial(create_trial(state=TrialState.FAIL, params={"train_lr": 0.1}, distributions={
-        "train_lr": CategoricalDistribution((0.1, 0.2))},
-        user_attrs={record.OUTCOME: record.INTERRUPTED}))
+    # The re-queued 0.1 is interrupted in its turn: queued once more, still once.
+    (again,) = [t for t in waiting if record.queued_params(t)["train_lr"] == 0.1]
+    study._storage.set_trial_state_values(again._trial_id, TrialState.RUNNING)
+    record.mark_interrupted(study._storage, again._trial_id, "interrupted")
+    study._storage.set_trial_state_values(again._trial_id, TrialState.FAIL)
     stage.queue(study)
-    assert len(study.get_trials(states=(TrialState.WAITING,))) == 2  # the waiting 0.1 counts
+    now = study.get_trials(states=(TrialState.WAITING,))
+    assert sorted(record.queued_params(t)["train_lr"] for t in now) == [0.1, 0.2]
+    assert again.number not in [t.number for t in now]
 
 
 def test_search_stage_queues_nothing_when_its_trials_are_trained():
