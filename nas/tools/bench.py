@@ -51,6 +51,7 @@ from nas.cli.common import (DATA_DIR_HELP, DEVICE_HELP, Parser, describe, nonneg
                             run)
 from nas.errors import UserError
 from nas.training.data import DEFAULT_DATA_DIR, FILES, Split, load_mnist
+from nas.training.host import cpu_flags, cpu_model
 from nas.arch.plan import plan
 from nas.arch.spec import ArchSpec
 from nas.training.trainer import (PRECISIONS, TrainConfig, device_name, precision_for, resolve_device,
@@ -620,16 +621,8 @@ def gpu_check(device: torch.device, data_dir: str, cfg: TrainConfig, images: int
 
 def _host() -> dict[str, Any]:
     """The machine: CPU count and model, the flags that decide CPU precision, the platform."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        info = ""
-    flags = set(next((ln.split(":", 1)[1].split() for ln in info.splitlines()
-                      if ln.startswith("flags")), []))
-    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines()
-                  if ln.startswith("model name")), platform.processor())
-    return {"cpus": os.cpu_count(), "cpu_model": model, "platform": platform.platform(),
-            "cpu_flags": sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16",
+    return {"cpus": os.cpu_count(), "cpu_model": cpu_model(), "platform": platform.platform(),
+            "cpu_flags": sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16",
                                          "avx512_fp16"}),
             "cuda": (f"{torch.cuda.get_device_name()}, compute capability "
                      f"{'.'.join(map(str, torch.cuda.get_device_capability()))}"

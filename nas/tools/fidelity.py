@@ -21,7 +21,6 @@ import json
 import math
 import multiprocessing
 import os
-import platform
 import random
 import shlex
 import signal
@@ -42,6 +41,7 @@ from nas.cli.common import (DATA_DIR_HELP, DEVICE_HELP, Parser, describe, nonneg
                             run)
 from nas.errors import UserError
 from nas.training.data import DEFAULT_DATA_DIR, Split, load_mnist
+from nas.training.host import cpu_flags, cpu_model
 from nas.arch.plan import plan
 from nas.study.processes import die_with_parent
 from nas.arch.space import random_members
@@ -127,15 +127,8 @@ def append_line(path: Path, obj: dict[str, Any]) -> None:
 
 def host_info(device: torch.device) -> dict[str, Any]:
     """The device in words, the CPU model and the flags that decide its speed and precision."""
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        cpuinfo = ""
-    model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines()
-                  if ln.startswith("model name")), platform.processor())
-    flags = set(next((ln.split(":", 1)[1].split() for ln in cpuinfo.splitlines()
-                      if ln.startswith("flags")), []))
-    return {"device": device_name(device), "cpu_model": model, **code_version(),
+    flags = cpu_flags()
+    return {"device": device_name(device), "cpu_model": cpu_model(), **code_version(),
             "cpu_flags": {f: f in flags for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")},
             "bf16_autocast": use_bf16(device, TrainConfig())}
 

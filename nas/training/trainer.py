@@ -17,7 +17,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +25,7 @@ from torch import nn
 from nas.training.augment import normalize, random_affine
 from nas.arch.build import build
 from nas.training.data import DataError, Split
+from nas.training.host import cpu_flags
 from nas.arch.spec import ArchSpec, short_repr
 from nas.errors import ConfigError, DeviceError
 
@@ -323,11 +323,7 @@ def use_bf16(device: torch.device, cfg: TrainConfig) -> bool:
 @lru_cache(maxsize=1)
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bf16 natively (without it, bf16 autocast only slows down)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 # -- dropout on CPU ----------------------------------------------------------------------------
