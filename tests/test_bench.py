@@ -12,6 +12,7 @@ import torch
 from nas.tools import bench
 from nas.cli.common import run
 from nas.arch.spec import ArchSpec, Block, Conv1x1, Conv3x3, Head
+from nas.training.host import use_threads
 from nas.training.trainer import precision_for
 from nas.arch.zoo import bn_dropout_16k
 
@@ -78,7 +79,12 @@ def test_forward_flops_count_conv_and_linear_multiply_adds():
 
 
 def test_matmul_peak_is_flops_per_second_in_each_dtype():
-    res = bench.matmul_peak(torch.device("cpu"), ["fp32", "bf16"], threads=1, n=128, reps=2)
+    before = use_threads(3)  # an unusual count, to see that the measurement leaves it alone
+    try:
+        res = bench.matmul_peak(torch.device("cpu"), ["fp32", "bf16"], n=128, reps=2)
+        assert torch.get_num_threads() == 3  # threads are the process's, set by measure()
+    finally:
+        use_threads(before)
     assert res["n"] == 128 and set(res["flops_per_s"]) == {"fp32", "bf16"}
     assert all(math.isfinite(f) and f > 0 for f in res["flops_per_s"].values())
 

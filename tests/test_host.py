@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from nas.training.host import cpu_flags, cpu_model
+import pytest
+import torch
+
+from nas.training.host import cpu_flags, cpu_model, use_threads
 
 # Two logical CPUs of a real x86 /proc/cpuinfo, trimmed: the fields repeat per CPU.
 X86 = """\
@@ -35,3 +38,16 @@ def test_cpu_flags_and_model_are_read_from_the_text():
     assert cpu_flags("") == frozenset()
     assert isinstance(cpu_model(""), str)  # platform.processor(), whatever it says
 
+
+
+def test_use_threads_sets_the_count_and_returns_the_old_one():
+    start = torch.get_num_threads()
+    try:
+        assert use_threads(3) == start and torch.get_num_threads() == 3
+        assert use_threads(1) == 3 and torch.get_num_threads() == 1
+        for bad in (0, -2, 1.5, True):
+            with pytest.raises(ValueError, match="at least 1"):
+                use_threads(bad)
+        assert torch.get_num_threads() == 1  # a refused count changes nothing
+    finally:
+        torch.set_num_threads(start)  # not through use_threads: it is what is under test

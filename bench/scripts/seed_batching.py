@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from nas.training.data import load_mnist
-from nas.training.host import cpu_flags
+from nas.training.host import cpu_flags, use_threads
 from nas.training.seedbatch import train_seeds
 from nas.arch.spec import ArchSpec
 from nas.training.trainer import TrainConfig, precision_for, train
@@ -32,7 +32,7 @@ IMAGES, ROUNDS, SEEDS = 5_000, 3, (1, 2, 3, 5)
 
 
 def main(out: Path, threads: int = 1) -> None:
-    torch.set_num_threads(threads)
+    use_threads(threads)
     root = Path(__file__).resolve().parents[2]
     nets = {"probe_7838": ArchSpec.from_json((root / "results/probe-7838p-arch.json").read_text()),
             "bn_dropout_16k": bn_dropout_16k()}

@@ -51,7 +51,7 @@ from nas.cli.common import (DATA_DIR_HELP, DEVICE_HELP, Parser, describe, nonneg
                             run)
 from nas.errors import UserError
 from nas.training.data import DEFAULT_DATA_DIR, FILES, Split, load_mnist
-from nas.training.host import cpu_flags, cpu_model
+from nas.training.host import cpu_flags, cpu_model, use_threads
 from nas.arch.plan import plan
 from nas.arch.spec import ArchSpec
 from nas.training.trainer import (PRECISIONS, TrainConfig, device_name, precision_for, resolve_device,
@@ -87,13 +87,13 @@ def train_flops_per_image(spec: ArchSpec) -> int:
     return 3 * forward_flops(spec)
 
 
-def matmul_peak(device: torch.device, dtypes: Sequence[str], threads: int,
-                n: int | None = None, reps: int = 5) -> dict:
+def matmul_peak(device: torch.device, dtypes: Sequence[str], n: int | None = None,
+                reps: int = 5) -> dict:
     """Dense-matmul FLOP/s of ``device`` in each of ``dtypes`` (bf16, fp16, fp32): the best
     of ``reps`` timed n×n @ n×n products (2n³ FLOPs each) after a warm-up; n is 2048 on CPU
     and 8192 on CUDA, large enough to reach the library's best kernels. fp32 means fp32 (no
-    TF32), as the fp32 trainer's ``autocast``-free path computes."""
-    torch.set_num_threads(threads)
+    TF32), as the fp32 trainer's ``autocast``-free path computes. On the CPU it uses the
+    threads this process has (:func:`measure` gives each measurement ``--threads``)."""
     n = n or (8192 if device.type == "cuda" else 2048)
     out = {}
     for name in dtypes:
@@ -128,14 +128,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def conventional(images: int, device: torch.device, data_dir: str, threads: int) -> dict:
+def conventional(images: int, device: torch.device, data_dir: str) -> dict:
     """Pipeline (a): torchvision dataset, PIL transforms, DataLoader, fp32, plain SGD."""
     import torchvision.transforms as T
     from torchvision.datasets import MNIST
 
     from nas.arch.build import build
 
-    torch.set_num_threads(threads)
     root = _torchvision_root(data_dir)
     ds = MNIST(str(root), train=True, download=False, transform=T.Compose([
         T.RandomRotation((-7.0, 7.0), fill=(0,)), T.ToTensor(), T.Normalize((0.1307,), (0.3081,))]))
@@ -162,10 +161,8 @@ def conventional(images: int, device: torch.device, data_dir: str, threads: int)
     return {"images": seen, "seconds": time.perf_counter() - t0}
 
 
-def ours(images: int, device: torch.device, data_dir: str, threads: int,
-         cfg: TrainConfig) -> dict:
+def ours(images: int, device: torch.device, data_dir: str, cfg: TrainConfig) -> dict:
     """Pipeline (b): nas's trainer, on ``images`` training images for one epoch."""
-    torch.set_num_threads(threads)
     m = load_mnist(data_dir)
     n = min(images, len(m.train))
     reps = -(-images // n)
@@ -184,6 +181,7 @@ def ours(images: int, device: torch.device, data_dir: str, threads: int,
 
 def _child(kind: str, kwargs: dict, q: Any) -> None:
     try:
+        use_threads(kwargs.pop("threads"))  # a process of its own: its thread count is ours
         device = torch.device(kwargs.pop("device"))
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -198,8 +196,9 @@ def _child(kind: str, kwargs: dict, q: Any) -> None:
 
 
 def measure(kind: str, **kwargs: Any) -> dict:
-    """Run one measurement (``a``, ``b`` or ``peak``) in a fresh spawned process; returns its
-    numbers."""
+    """Run one measurement (``a``, ``b`` or ``peak``) in a fresh spawned process on
+    ``threads`` torch threads (a keyword of ``kwargs``, with the measuring function's own);
+    returns its numbers."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     p = ctx.Process(target=_child, args=(kind, kwargs, q))
@@ -452,7 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     # The one-candidate timing runs in this process: with --threads too, like every measured
     # process (and the device line then says so).
-    torch.set_num_threads(a.threads)
+    use_threads(a.threads)
     device = resolve_device(a.device)
     load_mnist(a.data_dir)
     cfg = TrainConfig(precision=a.precision)

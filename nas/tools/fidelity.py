@@ -41,7 +41,7 @@ from nas.cli.common import (DATA_DIR_HELP, DEVICE_HELP, Parser, describe, nonneg
                             run)
 from nas.errors import UserError
 from nas.training.data import DEFAULT_DATA_DIR, Split, load_mnist
-from nas.training.host import cpu_flags, cpu_model
+from nas.training.host import cpu_flags, cpu_model, use_threads
 from nas.arch.plan import plan
 from nas.study.processes import die_with_parent
 from nas.arch.space import random_members
@@ -425,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"{path} was made with other settings ({', '.join(diff)}): "
                         f"use another --out")
     device = resolve_device(a.device)
-    torch.set_num_threads(a.threads)  # before host_info: the device string names the threads
+    use_threads(a.threads)  # before host_info: the device string names the threads
     host = host_info(device)
     jobs = plan_jobs(a.candidates, a)
     if a.analyze_only:
@@ -502,25 +502,28 @@ def _in_parallel(todo: list[Job], specs: list[ArchSpec], a: Any, device: torch.d
     """The run lines of ``todo``, trained by ``a.workers`` processes, in the order they finish
     (handed out in plan order). However this ends (done, Ctrl-C, SIGTERM), the workers are
     gone when it returns: terminated, and they die with this process even if it is killed."""
-    pool = multiprocessing.get_context("spawn").Pool(a.workers, initializer=_worker_init)
+    pool = multiprocessing.get_context("spawn").Pool(a.workers, initializer=_worker_init,
+                                                     initargs=(a.threads,))
     try:
         yield from pool.imap_unordered(_worker_run, [
-            (job, specs[job.candidate].to_json(), a.data_dir, a.val_size, str(device), a.threads,
-             host) for job in todo])
+            (job, specs[job.candidate].to_json(), a.data_dir, a.val_size, str(device), host)
+            for job in todo])
     finally:
         pool.terminate()
         pool.join()
 
 
-def _worker_init() -> None:
+def _worker_init(threads: int) -> None:
+    """A pool process's start: it dies with the parent, leaves Ctrl-C to it, and trains
+    every job on ``threads`` threads (--threads, as one process would)."""
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which ends us
+    use_threads(threads)
 
 
 def _worker_run(args: tuple[Any, ...]) -> dict[str, Any]:
     """One job in a worker process: its data is loaded once per process (load_mnist caches)."""
-    job, spec_json, data_dir, val_size, device, threads, host = args
-    torch.set_num_threads(threads)
+    job, spec_json, data_dir, val_size, device, host = args
     tr, val = load_mnist(data_dir).search_splits(val_size, 0)
     tr = tr if job.subset is None else tr.subset(job.subset, 0)
     dev = torch.device(device)

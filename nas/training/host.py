@@ -1,8 +1,10 @@
-"""What this machine's CPU offers: its model and feature flags.
+"""What this machine's CPU offers (its model and feature flags), and how many threads a
+process gives torch.
 
 The trainer's ``auto`` precision picks bf16 only where the CPU computes it natively; the
 benchmark and the fidelity study record the model and flags beside their numbers. All of them
-read /proc/cpuinfo through here. No Optuna, no model code: the trainer and the tools import it.
+read /proc/cpuinfo through here, and every process that trains sets its thread count through
+:func:`use_threads`. No Optuna, no model code: the trainer and the tools import it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import platform
 from functools import lru_cache
 from pathlib import Path
+
+import torch
 
 CPUINFO = Path("/proc/cpuinfo")
 
@@ -47,4 +51,27 @@ def cpu_model(cpuinfo: str | None = None) -> str:
     what :func:`platform.processor` says (possibly ``""``)."""
     text = read_cpuinfo() if cpuinfo is None else cpuinfo
     return _first_field(text, ("model name",)) or platform.processor()
+
+
+def use_threads(n: int) -> int:
+    """Make torch run this process's CPU operators on ``n`` threads; return the count it had
+    before, so a caller that must restore it can. Raises ValueError unless ``n`` >= 1.
+
+    This is process-wide state: call it where a process starts its work (a command's
+    ``main``, a worker process's entry), never as a side effect of a library function.
+
+    Why few threads per process: the networks nas trains are tiny (a few thousand weights),
+    so an operator's intra-op parallel region is short and its fixed cost (waking threads,
+    the barrier at its end) is a large part of it. When several training processes share the
+    machine, each with torch's default of one thread per core, there are far more busy
+    threads than cores, and every barrier waits for threads that are descheduled. So a
+    process that trains beside others gets its share of the cores, ``cores // workers``
+    (one thread each once there are as many workers as cores), and a tool that runs several
+    measured processes gives each the same count (``--threads``), so they compare.
+    """
+    if type(n) is not int or n < 1:
+        raise ValueError(f"use_threads needs a thread count of at least 1, got {n!r}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    return before
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from nas.training.data import load_mnist
-from nas.training.host import cpu_flags
+from nas.training.host import cpu_flags, use_threads
 from nas.arch.spec import ArchSpec
 from nas.training.trainer import TrainConfig, train
 
@@ -45,7 +45,7 @@ def main(argv: list[str]) -> None:
         seeds = [int(s) for s in argv[i + 1].split(",")]
         argv = argv[:i] + argv[i + 2:]
     out, spec_path, recipes = Path(argv[0]), Path(argv[1]), [parse_recipe(r) for r in argv[2:]]
-    torch.set_num_threads(1)
+    use_threads(1)
     spec = ArchSpec.from_json(spec_path.read_text())
     done = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
     have = {(d["network"], d["recipe"], d["seed"]) for d in done}
