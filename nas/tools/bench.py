@@ -54,8 +54,8 @@ from nas.training.data import DEFAULT_DATA_DIR, FILES, Split, load_mnist
 from nas.training.host import cpu_flags, cpu_model, use_threads
 from nas.arch.plan import plan
 from nas.arch.spec import ArchSpec
-from nas.training.trainer import (PRECISIONS, TrainConfig, device_name, precision_for, resolve_device,
-                       train)
+from nas.training.trainer import (PRECISIONS, TrainConfig, device_name, images_per_epoch,
+                                  precision_for, resolve_device, train)
 from nas.arch.zoo import bn_dropout_16k
 
 MiB = 2**20
@@ -174,8 +174,7 @@ def ours(images: int, device: torch.device, data_dir: str, cfg: TrainConfig) -> 
     t0 = time.perf_counter()
     result = train(bn_dropout_16k(), train_split, eval_split, replace(cfg, epochs=1), device)
     _sync(device)
-    bs = min(cfg.batch_size, images)
-    return {"images": images // bs * bs,  # the trainer drops the ragged last batch
+    return {"images": images_per_epoch(images, cfg.batch_size),
             "seconds": time.perf_counter() - t0, "precision": result.precision}
 
 

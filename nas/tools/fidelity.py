@@ -47,8 +47,8 @@ from nas.study.processes import die_with_parent
 from nas.arch.space import random_members
 from nas.arch.spec import ArchSpec
 from nas.study.config import make_pruner
-from nas.training.trainer import (TrainConfig, TrainingDiverged, device_name, resolve_device, train,
-                       use_bf16)
+from nas.training.trainer import (TrainConfig, TrainingDiverged, device_name, images_per_epoch,
+                                  resolve_device, train, use_bf16)
 
 EPOCH_PROXIES = (1, 2, 4)  # accuracy after epoch k of the full schedule
 TOP = 5
@@ -551,9 +551,9 @@ def run_job(job: Job, spec: ArchSpec, tr: Split, val: Split, device: torch.devic
         curve, ep_s, err = res.accuracies, res.epoch_seconds, None
     except TrainingDiverged as e:
         curve, ep_s, err = [], [], str(e)
-    bs = min(cfg.batch_size, len(tr))
+    images = images_per_epoch(len(tr), cfg.batch_size) * job.epochs  # the ragged batch dropped
     return {"kind": "run", "candidate": job.candidate, "proxy": job.proxy, "seed": job.seed,
-            "epochs": job.epochs, "images": len(tr) // bs * bs * job.epochs,
+            "epochs": job.epochs, "images": images,
             "key": spec.key(), "spec": spec.to_dict(), "params": plan(spec).params,
             "val_curve": curve, "final_acc": curve[-1] if curve else None, "error": err,
             "epoch_seconds": ep_s, "seconds": time.perf_counter() - t0,
