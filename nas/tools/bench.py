@@ -12,8 +12,10 @@ versions and the command line:
    (VmHWM) is its own. Reported: images/s, seconds per 60,000-image epoch, peak memory, b/a.
 2. **One candidate**: wall time of one complete candidate with the schedule ``nas.search``
    uses (``--candidate-epochs``, default the full default schedule), evaluation included.
-3. **Search throughput**: trained candidates per hour of a real ``nas.search`` run (default
-   sampler and pruner) with 1, 2, 4 … workers on this device, each into a fresh study.
+3. **Search throughput**: trained candidates per hour of a real ``nas.search`` search stage
+   (default sampler, pruner and proxy, so each candidate trains the proxy schedule, not
+   ``--search-epochs``; no finalists) with 1, 2, 4 … workers on this device, each into a fresh
+   study.
 
 Next to the throughput it reports how close each pipeline comes to the device's limit: the
 achieved training FLOP/s (:func:`train_flops_per_image` times images/s) as a share of the
@@ -321,17 +323,27 @@ def search_rate(workers: Sequence[int], trials: int, epochs: int, device: str, d
     """One real search per worker count, each from nothing: its own directory, database,
     study and settings, and its figures read from its own study only. The search stage only
     (no finalists): the figure is candidates per hour; the finalists' retraining is a fixed
-    cost after it."""
+    cost after it. ``epochs`` is the full schedule; with the default proxy each candidate
+    trains the search stage's own, shorter one, which every row states
+    (``candidate_epochs`` on ``candidate_images``, as :func:`nas.study.budget.plan_stages`
+    plans it)."""
+    from nas.study.budget import plan_stages
     from nas.study.runner import search
     from nas.study.config import SearchConfig
 
     base = replace(train_cfg or TrainConfig(), epochs=epochs)
+    n_val = _n_val(data_dir)
+    n_train = len(load_mnist(data_dir).train) - n_val
     out = []
     for w in workers:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = SearchConfig(storage=f"sqlite:///{tmp}/bench.db", study_name=f"bench-{w}",
                                trials=trials, workers=w, device=device, data_dir=data_dir,
-                               n_val=_n_val(data_dir), train=base, finalists=0)
+                               n_val=n_val, train=base, finalists=0)
+            stage = plan_stages(cfg, trials, 0, n_train)[0]
+            if w == workers[0]:
+                log(f"  each candidate: {stage.epochs} epoch(s) on {stage.train_images:,} "
+                    f"images (the default proxy of a {epochs}-epoch schedule)")
             t0 = time.perf_counter()
             study = search(cfg, progress=False)
             secs = time.perf_counter() - t0
@@ -339,6 +351,8 @@ def search_rate(workers: Sequence[int], trials: int, epochs: int, device: str, d
             n_trained = sum(record.was_trained(t) for t in done)
             out.append({"workers": w, "trials": n_trained, "seconds": secs,
                         "candidates_per_hour": n_trained / secs * 3600,
+                        "candidate_epochs": stage.epochs,
+                        "candidate_images": stage.train_images,
                         "epochs_trained": sum(len(record.curve_of(t)) for t in done),
                         "rejected": record.count_outcome(done, record.REJECTED)})
         log(f"  {w} worker(s): {n_trained} trained in {secs:.0f} s "
@@ -392,13 +406,24 @@ def markdown(res: dict) -> str:
                   ""]
     s = res.get("search")
     if s:
-        lines += [f"Search throughput (`nas.search`, default sampler and pruner, "
-                  f"{res['settings']['search_epochs']}-epoch schedule, fresh study each):", "",
+        lines += [f"Search throughput (`nas.search` search stage, default sampler, pruner and "
+                  f"proxy: each candidate {_what_a_candidate_trains(s[0])} of a "
+                  f"{res['settings']['search_epochs']}-epoch schedule; no finalists; fresh "
+                  f"study each):", "",
                   "| workers | trained | seconds | candidates/hour | epochs trained |",
                   "|---:|---:|---:|---:|---:|"]
         lines += [f"| {r['workers']} | {r['trials']} | {r['seconds']:.0f} | "
                   f"{r['candidates_per_hour']:,.0f} | {r['epochs_trained']} |" for r in s]
     return "\n".join(lines) + "\n"
+
+
+def _what_a_candidate_trains(row: dict[str, Any]) -> str:
+    """``"4 epochs on 10,000 images"``; results written before the rows said it, ``"the
+    proxy"``."""
+    if "candidate_epochs" not in row:
+        return "the proxy"
+    e = row["candidate_epochs"]
+    return f"{e} epoch{'s' if e != 1 else ''} on {row['candidate_images']:,} images"
 
 
 def _ratios(xs: Sequence[float]) -> str:
@@ -412,7 +437,10 @@ def _host_line(h: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from nas.study.config import SearchConfig
+
     cuda = torch.cuda.is_available()
+    proxy = SearchConfig()  # the search stage's default proxy, which the search runs train
     p = Parser(prog="python -m nas.bench", description=describe(__doc__))
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"),
                    help=DEVICE_HELP)
@@ -430,7 +458,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="trained trials per search-throughput run (default %(default)s: 16 on "
                         "CUDA, 4 on CPU)")
     p.add_argument("--search-epochs", type=positive_int, default=None,
-                   help="schedule of the search runs (default: 20 on CUDA, 1 on CPU)")
+                   help=f"full schedule (--epochs) of the search runs; their candidates "
+                        f"train the default proxy, min({proxy.proxy_epochs}, this) epochs on at "
+                        f"most {proxy.proxy_subset:,} images (default: 20 on CUDA, 1 on CPU)")
     p.add_argument("--threads", type=positive_int, default=torch.get_num_threads(),
                    help="CPU threads of each measured process (default %(default)s: torch's "
                         "default on this machine)")
@@ -485,7 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         res["candidate"] = one_candidate(device, a.data_dir, replace(cfg, epochs=cand_epochs))
         log(f"  {res['candidate']['seconds']:.1f} s")
     if workers:
-        log(f"search throughput, {a.search_trials} trials of {search_epochs} epoch(s)")
+        log(f"search throughput, {a.search_trials} trained candidates per run")
         res["search"] = search_rate(workers, a.search_trials, search_epochs, str(device),
                                     a.data_dir, log, cfg)
     a.out.mkdir(parents=True, exist_ok=True)
