@@ -1,5 +1,5 @@
-"""A tiny smoke run of the benchmark: it runs, alternates, and writes what it claims; its report
-on canned measurements; its FLOP count; and the GPU acceptance check, run on the CPU."""
+"""The benchmark's arithmetic and report on canned measurements (fast), a small real run of it
+(``-m benchmark``), its FLOP count, and the GPU acceptance check, run on the CPU."""
 
 from __future__ import annotations
 
@@ -51,6 +51,29 @@ def canned_throughput(monkeypatch) -> tuple[dict, list[str]]:
     return t, order
 
 
+def test_throughput_interleaves_and_computes_from_the_measured_parts(monkeypatch):
+    t, order = canned_throughput(monkeypatch)
+    assert order == ["a", "fp32", "bf16", "peak"] * 3  # a, b, variant, peak: every round
+    # per-round ratios (neighbours in time), and their median, not a ratio of medians
+    assert t["ratios"] == pytest.approx([3.0, 2.0, 2000 / 900])
+    assert t["ratio_b_over_a"] == pytest.approx(2000 / 900)
+    v = t["variants"]["precision=bf16"]
+    assert v["ratios"] == pytest.approx([0.5, 2.0, 2.7]) and v["ratio_over_b"] == 2.0
+    assert v["settings"] == {"precision": "bf16"} and v["precision"] == "bf16"
+    a, b = t["conventional"], t["nas"]
+    assert (a["images_per_s"], b["images_per_s"], v["images_per_s"]) == (1000, 3000, 5400)
+    assert a["s_per_epoch"] == pytest.approx(60.0) and b["s_per_epoch"] == pytest.approx(20.0)
+    assert a["peak_host_mib"] == 109 and b["peak_host_mib"] == 110  # the largest of its runs
+    # each pipeline's FLOP/s against the best peak of the dtype it computes in
+    assert t["matmul_peak"]["flops_per_s"] == {"bf16": 4e9, "fp32": 2e9}
+    flops = 3 * bench.forward_flops(bn_dropout_16k())
+    assert t["flops"]["train_per_image"] == flops
+    assert (a["precision"], b["precision"]) == ("fp32", "fp32")
+    assert a["share_of_peak"] == pytest.approx(1000 * flops / 2e9)
+    assert b["share_of_peak"] == pytest.approx(3000 * flops / 2e9)
+    assert v["share_of_peak"] == pytest.approx(5400 * flops / 4e9)
+
+
 def test_the_report_states_the_numbers_and_what_the_search_ran(monkeypatch):
     t, _ = canned_throughput(monkeypatch)
     res = {"device": "cpu (2 cores, 1 threads)", "date": "today", "command": "python -m nas.bench",
@@ -69,6 +92,7 @@ def test_the_report_states_the_numbers_and_what_the_search_ran(monkeypatch):
     assert "| 1 | 4 | 100 | 144 | 16 |" in md
 
 
+@pytest.mark.benchmark
 def test_bench_smoke(tmp_path, tiny_mnist_dir, capsys):
     """The real thing, end to end and small: spawned measurements, a real search."""
     with pytest.raises(SystemExit) as e:
