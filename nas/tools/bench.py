@@ -182,7 +182,7 @@ def ours(images: int, device: torch.device, data_dir: str, cfg: TrainConfig) -> 
 
 def _child(kind: str, kwargs: dict, q: Any) -> None:
     try:
-        use_threads(kwargs.pop("threads"))  # a process of its own: its thread count is ours
+        use_threads(kwargs.pop("threads"))  # the process's entry: the count is this run's alone
         device = torch.device(kwargs.pop("device"))
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -651,7 +651,7 @@ def _host() -> dict[str, Any]:
     """The machine: CPU count and model, the flags that decide CPU precision, the platform."""
     return {"cpus": os.cpu_count(), "cpu_model": cpu_model(), "platform": platform.platform(),
             "cpu_flags": sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16",
-                                         "avx512_fp16"}),
+                                               "avx512_fp16"}),
             "cuda": (f"{torch.cuda.get_device_name()}, compute capability "
                      f"{'.'.join(map(str, torch.cuda.get_device_capability()))}"
                      if torch.cuda.is_available() else None)}
