@@ -21,7 +21,6 @@ import json
 import math
 import multiprocessing
 import os
-import platform
 import random
 import shlex
 import signal
@@ -42,13 +41,14 @@ from nas.cli.common import (DATA_DIR_HELP, DEVICE_HELP, Parser, describe, nonneg
                             run)
 from nas.errors import UserError
 from nas.training.data import DEFAULT_DATA_DIR, Split, load_mnist
+from nas.training.host import cpu_flags, cpu_model, use_threads
 from nas.arch.plan import plan
 from nas.study.processes import die_with_parent
 from nas.arch.space import random_members
 from nas.arch.spec import ArchSpec
 from nas.study.config import make_pruner
-from nas.training.trainer import (TrainConfig, TrainingDiverged, device_name, resolve_device, train,
-                       use_bf16)
+from nas.training.trainer import (TrainConfig, TrainingDiverged, device_name, images_per_epoch,
+                                  resolve_device, train, use_bf16)
 
 EPOCH_PROXIES = (1, 2, 4)  # accuracy after epoch k of the full schedule
 TOP = 5
@@ -127,15 +127,8 @@ def append_line(path: Path, obj: dict[str, Any]) -> None:
 
 def host_info(device: torch.device) -> dict[str, Any]:
     """The device in words, the CPU model and the flags that decide its speed and precision."""
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        cpuinfo = ""
-    model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines()
-                  if ln.startswith("model name")), platform.processor())
-    flags = set(next((ln.split(":", 1)[1].split() for ln in cpuinfo.splitlines()
-                      if ln.startswith("flags")), []))
-    return {"device": device_name(device), "cpu_model": model, **code_version(),
+    flags = cpu_flags()
+    return {"device": device_name(device), "cpu_model": cpu_model(), **code_version(),
             "cpu_flags": {f: f in flags for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")},
             "bf16_autocast": use_bf16(device, TrainConfig())}
 
@@ -432,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"{path} was made with other settings ({', '.join(diff)}): "
                         f"use another --out")
     device = resolve_device(a.device)
-    torch.set_num_threads(a.threads)  # before host_info: the device string names the threads
+    use_threads(a.threads)  # before host_info: the device string names the threads
     host = host_info(device)
     jobs = plan_jobs(a.candidates, a)
     if a.analyze_only:
@@ -509,25 +502,28 @@ def _in_parallel(todo: list[Job], specs: list[ArchSpec], a: Any, device: torch.d
     """The run lines of ``todo``, trained by ``a.workers`` processes, in the order they finish
     (handed out in plan order). However this ends (done, Ctrl-C, SIGTERM), the workers are
     gone when it returns: terminated, and they die with this process even if it is killed."""
-    pool = multiprocessing.get_context("spawn").Pool(a.workers, initializer=_worker_init)
+    pool = multiprocessing.get_context("spawn").Pool(a.workers, initializer=_worker_init,
+                                                     initargs=(a.threads,))
     try:
         yield from pool.imap_unordered(_worker_run, [
-            (job, specs[job.candidate].to_json(), a.data_dir, a.val_size, str(device), a.threads,
-             host) for job in todo])
+            (job, specs[job.candidate].to_json(), a.data_dir, a.val_size, str(device), host)
+            for job in todo])
     finally:
         pool.terminate()
         pool.join()
 
 
-def _worker_init() -> None:
+def _worker_init(threads: int) -> None:
+    """A pool process's start: it dies with the parent, leaves Ctrl-C to it, and trains
+    every job on ``threads`` threads (--threads, as one process would)."""
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which ends us
+    use_threads(threads)
 
 
 def _worker_run(args: tuple[Any, ...]) -> dict[str, Any]:
     """One job in a worker process: its data is loaded once per process (load_mnist caches)."""
-    job, spec_json, data_dir, val_size, device, threads, host = args
-    torch.set_num_threads(threads)
+    job, spec_json, data_dir, val_size, device, host = args
     tr, val = load_mnist(data_dir).search_splits(val_size, 0)
     tr = tr if job.subset is None else tr.subset(job.subset, 0)
     dev = torch.device(device)
@@ -555,9 +551,9 @@ def run_job(job: Job, spec: ArchSpec, tr: Split, val: Split, device: torch.devic
         curve, ep_s, err = res.accuracies, res.epoch_seconds, None
     except TrainingDiverged as e:
         curve, ep_s, err = [], [], str(e)
-    bs = min(cfg.batch_size, len(tr))
+    images = images_per_epoch(len(tr), cfg.batch_size) * job.epochs  # the ragged batch dropped
     return {"kind": "run", "candidate": job.candidate, "proxy": job.proxy, "seed": job.seed,
-            "epochs": job.epochs, "images": len(tr) // bs * bs * job.epochs,
+            "epochs": job.epochs, "images": images,
             "key": spec.key(), "spec": spec.to_dict(), "params": plan(spec).params,
             "val_curve": curve, "final_acc": curve[-1] if curve else None, "error": err,
             "epoch_seconds": ep_s, "seconds": time.perf_counter() - t0,
