@@ -44,7 +44,9 @@ from nas.training.data import DEFAULT_DATA_DIR, Split, load_mnist
 from nas.training.host import cpu_flags, cpu_model, use_threads
 from nas.arch.plan import plan
 from nas.study.processes import die_with_parent
-from nas.arch.space import random_members
+from optuna.trial import FixedTrial
+
+from nas.arch.space import SPACE_VERSIONS, random_members, sample, start_members
 from nas.arch.spec import ArchSpec
 from nas.study.config import make_pruner
 from nas.training.trainer import (TrainConfig, TrainingDiverged, device_name, images_per_epoch,
@@ -68,10 +70,15 @@ class Job:
 
 
 # -- sampling and planning ---------------------------------------------------------------------
-def sample_candidates(n: int, max_params: int, seed: int) -> list[ArchSpec]:
-    """The study's candidates: :func:`nas.arch.space.random_members`."""
+def sample_candidates(n: int, max_params: int, seed: int, space: int = 1) -> list[ArchSpec]:
+    """The study's candidates: version 1, :func:`nas.arch.space.random_members`; version 2,
+    its starting members (:func:`nas.arch.space.start_members`: spread over depth, BatchNorm
+    placement and head, each filling the budget), what a version-2 search starts from."""
     try:
-        return random_members(n, max_params, seed)
+        if space == 1:
+            return random_members(n, max_params, seed)
+        return [sample(space, FixedTrial(params), max_params)
+                for params in start_members(space, n, max_params, seed)]
     except ValueError as e:
         raise UserError(str(e)) from None
 
@@ -93,7 +100,8 @@ def plan_jobs(n: int, a: Any) -> list[Job]:
 def identity(a: Any) -> dict[str, Any]:
     """What fixes the meaning of a run line; a resume with a different identity is refused.
     (--candidates and the seed spread only add runs, so they may change.)"""
-    return {"max_params": a.max_params, "epochs": a.epochs, "seed": a.seed,
+    space = {} if a.space == 1 else {"space": a.space}  # version 1's run files say nothing
+    return {"max_params": a.max_params, "epochs": a.epochs, "seed": a.seed, **space,
             "val_size": a.val_size, "split_seed": 0, "short_epochs": list(a.short_epochs),
             "subset": a.subset, "subset_epochs": a.subset_epochs,
             "train_config": {k: v for k, v in TrainConfig().to_dict().items()
@@ -392,6 +400,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     add = p.add_argument
     add("--candidates", type=positive_int, default=16, help="architectures (default 16)")
     add("--max-params", type=positive_int, default=20_000, help="budget (default 20,000)")
+    add("--space", type=int, choices=SPACE_VERSIONS, default=1,
+        help="search space version the candidates come from (nas.search --space); 2: its "
+             "starting members, spread over depth, BatchNorm and head (default %(default)s)")
     add("--epochs", type=positive_int, default=15, help="the full schedule (default 15)")
     add("--seed", type=nonneg_int, default=0,
         help="seeds the random draw of the candidate architectures (training uses seed 0 and "
@@ -416,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add("--analyze-only", action="store_true", help="rewrite the report from the run file")
     a = p.parse_args(argv)
     command = "python -m nas.fidelity " + shlex.join(sys.argv[1:] if argv is None else argv)
-    stem = f"fidelity-{a.max_params}p-{a.epochs}e"
+    stem = f"fidelity-{'' if a.space == 1 else f'v{a.space}-'}{a.max_params}p-{a.epochs}e"
     path = a.out / f"{stem}-runs.jsonl"
     ident = identity(a)
     header, runs = read_runs(path)  # read-only: the running study may be appending
@@ -457,7 +468,7 @@ def study(a: Any, command: str, stem: str, header: dict[str, Any] | None,
     if a.subset >= len(tr):
         raise UserError(f"--subset must be below the {len(tr):,} training images")
     splits = {None: tr, a.subset: tr.subset(a.subset, 0)}  # every candidate, the same images
-    specs = sample_candidates(a.candidates, a.max_params, a.seed)
+    specs = sample_candidates(a.candidates, a.max_params, a.seed, a.space)
     for r in runs:
         if r["candidate"] < len(specs) and r["key"] != specs[r["candidate"]].key():
             raise UserError(f"{path}: candidate {r['candidate']} is not the sampled one "
