@@ -410,6 +410,26 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int
     return opt, sched
 
 
+def optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer,
+                   sched: torch.optim.lr_scheduler.LRScheduler,
+                   scaler: torch.amp.GradScaler | None,
+                   average: WeightAverage | None) -> None:
+    """One training step after the forward pass, the same for every trainer: backward, the
+    optimiser step (through ``scaler`` under fp16), the schedule's step, the weight average's
+    update."""
+    opt.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        opt.step()
+    else:  # skips a step whose gradients overflowed, and lowers the scale
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    sched.step()
+    if average is not None:
+        average.update()
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     torch.manual_seed(seed)
     if deterministic:
@@ -468,17 +488,7 @@ def train(spec: ArchSpec, train_split: Split, eval_split: Split, cfg: TrainConfi
             with autocast(device, precision):
                 loss = F.cross_entropy(step_model(xb), y_tr[idx],
                                        label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            if scaler is None:
-                loss.backward()
-                opt.step()
-            else:  # skips a step whose gradients overflowed, and lowers the scale
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            sched.step()
-            if average is not None:
-                average.update()
+            optimizer_step(loss, opt, sched, scaler, average)
             loss_sum += loss.detach()
         train_loss = loss_sum.item() / max(steps, 1)  # the one sync of the epoch
         if not math.isfinite(train_loss):
