@@ -282,9 +282,10 @@ def finalist_markdown(study: optuna.Study, epochs: int) -> str:
             "candidate |", "|---:|---:|---:|---:|---:|---:|---:|---|"]
     for f in final:
         t = f.runs[0]
+        key = f.key.replace("|", "\\|")  # a bare | in a cell would end it
         rows.append(f"| {t.number} | #{record.finalist_of(t)} | {f.mean:.2%} | {f.se:.2%} | "
                     f"{f.std:.2%} | {len(f.runs)} | {record.param_count_of(t):,} | "
-                    f"`{f.key}` |")
+                    f"`{key}` |")
     if len(final) > 1:
         rows += ["", pick_line(final[0], final[1])]
     return "\n".join(rows)
