@@ -207,7 +207,7 @@ def test_replay_prints_its_result_before_recording_it(capsys, study_db, tmp_path
     def disk_full(*a, **k):
         raise OperationalError("UPDATE ...", {}, Exception("database or disk is full"))
 
-    monkeypatch.setattr(replay.record, "write_replay", disk_full)
+    monkeypatch.setattr(replay.uploads, "write_replay", disk_full)
     with pytest.raises(SystemExit) as e:
         run(replay.main, "nas.replay", ["--storage", url, "--epochs", "1", "--seeds", "1",
                                         "--data-dir", str(tiny_mnist_dir), "--out",

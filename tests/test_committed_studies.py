@@ -3,8 +3,10 @@ export and replay with this release, unchanged: checked on copies, never on the 
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import optuna
@@ -36,9 +38,21 @@ def test_a_committed_study_exports_and_replays(name, tmp_path, tiny_mnist_dir, c
     assert record.stage_of(best) == record.FINALIST  # the pick is a finalist's run
 
     with pytest.raises(SystemExit) as e:
-        run(export.main, "nas.export", ["--storage", url, "--out", str(tmp_path / "e")])
+        run(export.main, "nas.export", ["--storage", url, "--out", str(tmp_path / "e"),
+                                        "--trials-csv"])
     assert e.value.code == 0, capsys.readouterr().err
     out = tmp_path / "e"
+    rows = list(csv.DictReader((out / "trials.csv").open()))
+    trials = study.get_trials()
+    assert [int(r["number"]) for r in rows] == [t.number for t in trials]
+    assert Counter(r["outcome"] for r in rows) == Counter(record.outcome_of(t) or ""
+                                                           for t in trials)
+    pick = rows[best.number]
+    assert (float(pick["val_acc"]), int(pick["params"]), pick["stage"], int(pick["finalist_of"]),
+            int(pick["epochs"])) == (best.value, record.param_count_of(best), "finalist",
+                                     record.finalist_of(best), 15)
+    rejected = next(r for r in rows if r["outcome"] == "rejected")
+    assert rejected["val_acc"] == "" and "budget" in rejected["reason"]
     assert json.loads((out / "arch.json").read_text()) == json.loads(record.spec_of(best).to_json())
     # Its replay's weights are in the copied artifact folder: the export carries them.
     assert (out / "weights.pt").exists() and (out / "model.onnx").exists()

@@ -109,9 +109,13 @@ def test_kill_9_mid_trial_then_resume(db, small_mnist_dir):
     assert after.state == TrialState.FAIL and record.outcome_of(after) == record.INTERRUPTED
     assert "died" in record.reason_of(after)
     assert_healthy(db, 3)
-    # The resumed run drew new candidates: no trial repeats the parameters of an earlier one.
+    # The victim's candidate, never trained, is queued again and trained once; otherwise the
+    # resumed run drew new candidates: no other trial repeats an earlier one's parameters.
     params = [tuple(sorted(t.params.items())) for t in trials(db)]
-    assert len(set(params)) == len(params)
+    again = [t for t in trials(db)[victim.number + 1:] if t.params == victim.params]
+    assert len(again) == 1 and again[0].state == TrialState.COMPLETE
+    assert record.was_trained(again[0])
+    assert len(set(params)) == len(params) - 1
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])

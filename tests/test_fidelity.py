@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from nas.tools import fidelity
+from nas.training.host import use_threads
 from nas.cli.common import UserError
 
 TINY = ["--candidates", "3", "--epochs", "2", "--short-epochs", "1", "--subset", "100",
@@ -200,7 +201,7 @@ def test_two_workers_write_the_same_runs_as_one(tiny_mnist_dir: Path, tmp_path: 
         assert fidelity.main([*base, "--out", str(tmp_path / "one")]) == 0
         assert fidelity.main([*base, "--out", str(tmp_path / "two"), "--workers", "2"]) == 0
     finally:
-        torch.set_num_threads(threads)  # process-wide: later tests expect the default
+        use_threads(threads)  # process-wide: later tests expect the default
     assert multiprocessing.active_children() == []
 
     def runs(folder: str) -> dict:

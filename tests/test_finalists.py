@@ -3,6 +3,7 @@ several seeds; resuming in the middle of the second; the test images never read.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import optuna
@@ -69,6 +70,10 @@ def test_search_stage_then_finalists_on_several_seeds(tmp_path, tiny_mnist_dir):
     assert (f"| {best.runs[0].number} | #{best.runs[0].user_attrs[record.FINALIST_OF]} | "
             f"{best.mean:.2%} | {best.se:.2%} |") in note
     assert "pick: " in note  # ahead of the runner-up, or a tie: said either way
+    # Every row of the table has the header's 8 cells: a spec key's "|" is escaped.
+    table = [line for line in note.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + len(groups)
+    assert all(len(re.findall(r"(?<!\\)\|", line)) == 9 for line in table), table
     # Asking again does nothing more.
     n = len(trials)
     search(cfg, progress=False)

@@ -7,7 +7,7 @@ from optuna.trial import TrialState
 
 import nas.study.objective as objectives
 from nas.training.data import load_mnist
-from nas.arch.plan import param_count
+from nas.arch.plan import param_count, plan
 from nas.study.config import SearchConfig
 from nas.study.objective import Objective
 from nas.study.record import count_trained, spec_of, was_trained
@@ -111,19 +111,17 @@ def test_the_last_epoch_is_never_pruned(tiny_mnist_dir):
     assert study.get_trials()[0].state == TrialState.COMPLETE
 
 
-def test_one_plan_per_trained_candidate(objective, monkeypatch):
-    """Validation, budget, receptive field, note and the built network share one plan."""
-    import nas.arch.plan
-
-    made = []
-    real = nas.arch.plan._Planner
-    monkeypatch.setattr(nas.arch.plan, "_Planner", lambda spec: made.append(spec) or real(spec))
-    nas.arch.plan.plan.cache_clear()
+def test_one_plan_per_trained_candidate(objective):
+    """Validation, budget, receptive field, note and the built network share one plan: the
+    trial plans one spec once (plan's memo records one miss), and it is the candidate's."""
+    plan.cache_clear()
     study = optuna.create_study(direction="maximize")
     study.enqueue_trial(params_of(bn_dropout_16k()))
     study.optimize(objective, n_trials=1)
     assert study.get_trials()[0].state == TrialState.COMPLETE
-    assert made == [bn_dropout_16k()]
+    assert plan.cache_info().misses == 1 and plan.cache_info().hits >= 1
+    plan(bn_dropout_16k())
+    assert plan.cache_info().misses == 1  # the plan it made was this spec's
 
 
 def test_an_architecture_already_trained_is_not_trained_again(objective, monkeypatch):

@@ -70,8 +70,11 @@ def test_budget_below_the_whole_space_stops_at_once(tmp_path, tiny_mnist_dir):
 
 
 def test_parse_args_defaults_and_study_name():
+    """No options: SearchConfig's own defaults (the command line keeps no copy of them that
+    could drift), and a study name made of the budget and the schedule."""
     cfg, progress = parse_args([])
-    assert cfg == replace(SearchConfig(), study_name="mnist-20000p-20e") and progress
+    assert cfg == replace(SearchConfig(), study_name=cfg.study_name) and progress
+    assert cfg.study_name == f"mnist-{cfg.max_params}p-{cfg.full_schedule.epochs}e"
     cfg, _ = parse_args(["--max-params", "8000", "--epochs", "15", "--no-progress"])
     assert cfg.study_name == "mnist-8000p-15e" and cfg.full_schedule.epochs == 15
 
@@ -109,20 +112,21 @@ def test_the_sampler_is_seeded_per_trial():
     assert not set(keys(0, study)) & set(first)
 
 
-def test_the_default_design_is_the_one_the_fidelity_study_chose():
-    """README "Two stages": 4-epoch proxy on at most 10,000 images, no pruning, 5 finalists on
-    3 seeds; 0 switches a proxy off. A proxy never runs longer than the full schedule."""
-    from nas.cli.search import parse_args
+def test_the_search_stage_trains_the_proxy_never_longer_than_the_full_schedule():
+    """--proxy-epochs is the search stage's schedule, cut to --epochs; 0 switches a proxy
+    off (the full schedule, every training image). The defaults do the same."""
+    def stage(*argv: str) -> tuple[int, int | None, int]:
+        cfg, _ = parse_args([*argv, "--no-progress"])
+        return cfg.proxy_schedule().epochs, cfg.proxy_subset, cfg.full_schedule.epochs
 
-    cfg, _ = parse_args([])
-    assert (cfg.proxy_epochs, cfg.proxy_subset, cfg.pruner, cfg.finalists,
-            cfg.finalist_seeds) == (4, 10_000, "none", 5, 3)
-    assert cfg.proxy_schedule().epochs == 4 and cfg.full_schedule.epochs == 20
-    cfg, _ = parse_args(["--proxy-epochs", "0", "--proxy-subset", "0", "--epochs", "15"])
-    assert cfg.proxy_epochs is None and cfg.proxy_subset is None
-    assert cfg.proxy_schedule().epochs == 15
-    cfg, _ = parse_args(["--epochs", "2"])
-    assert cfg.proxy_schedule().epochs == 2
+    assert stage("--epochs", "15", "--proxy-epochs", "4", "--proxy-subset", "3000") == \
+        (4, 3000, 15)
+    assert stage("--epochs", "2", "--proxy-epochs", "4")[0] == 2
+    assert stage("--epochs", "15", "--proxy-epochs", "0", "--proxy-subset", "0") == \
+        (15, None, 15)
+    cfg, _ = parse_args([])  # only the schedule differs from the finalists' training
+    assert cfg.proxy_schedule() == replace(cfg.full_schedule, epochs=cfg.proxy_schedule().epochs)
+    assert cfg.proxy_schedule().epochs <= cfg.full_schedule.epochs
 
 
 def test_a_study_that_predates_the_proxies_resumes_only_without_them(tmp_path, tiny_mnist_dir):

@@ -13,7 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nas.study import recovery
+from nas.study import recovery, selection
 from nas.study import record
 from nas.cli.common import UserError
 from nas.study.runner import search
@@ -300,7 +300,7 @@ def test_export_and_replay_turn_a_fault_after_load_study_into_one_line(tmp_path,
     def gone(*args, **kwargs):
         raise OperationalError("SELECT ...", {}, sqlite3.OperationalError("disk I/O error"))
 
-    monkeypatch.setattr(record, "select_trial", gone)  # the read after load_study fails
+    monkeypatch.setattr(selection, "select_trial", gone)  # the read after load_study fails
     for main, args in ((export.main, ["--out", str(tmp_path / "e")]),
                        (replay.main, ["--seeds", "1", "--data-dir", str(tiny_mnist_dir),
                                       "--out", str(tmp_path / "r"), "--no-progress"])):

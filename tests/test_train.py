@@ -12,8 +12,8 @@ from nas.training.data import load_mnist
 from nas.arch.spec import ArchSpec, Block, Conv3x3, Head, MaxPool
 from nas.training.data import DataError, Split
 from nas.training.trainer import (ConfigError, DeviceError, EpochReport, TrainConfig, TrainingDiverged,
-                       _CpuDropout, _training_view, check_data, one_cycle, precision_for,
-                       resolve_device, resolve_precision, train)
+                       _CpuDropout, _training_view, check_data, images_per_epoch, one_cycle,
+                       precision_for, resolve_device, resolve_precision, steps_per_epoch, train)
 from nas.arch.zoo import bn_dropout_16k
 
 FAST = TrainConfig(epochs=2, batch_size=64, lr=0.1, eval_batch_size=256)
@@ -59,6 +59,30 @@ def test_a_raising_callback_stops_training(splits):
 
     with pytest.raises(Stop):
         train(bn_dropout_16k(), *splits, FAST, "cpu", cb)
+
+
+@pytest.mark.parametrize("n, batch, steps, images", [
+    (250, 100, 2, 200),  # the ragged 50 are dropped
+    (200, 100, 2, 200),
+    (250, 300, 1, 250),  # a batch larger than the split is the split
+    (1, 64, 1, 1),
+])
+def test_an_epoch_trains_full_batches_only_and_the_figures_say_so(splits, monkeypatch, n,
+                                                                  batch, steps, images):
+    """What images_per_epoch says is what train consumes: counted at the loss, which sees
+    every training batch and no evaluation one."""
+    assert (steps_per_epoch(n, batch), images_per_epoch(n, batch)) == (steps, images)
+    seen: list[int] = []
+    loss = F.cross_entropy
+    monkeypatch.setattr(F, "cross_entropy", lambda out, y, **kw: seen.append(len(y)) or
+                        loss(out, y, **kw))
+    tr, val = splits
+    tiny = ArchSpec(stem=Conv3x3(4), blocks=(), head=Head("gap_linear"))  # 98 weights: fast
+    train(tiny, Split(tr.x[:n], tr.y[:n]), val,
+          replace(FAST, epochs=2, batch_size=batch, augment=False), "cpu")
+    assert seen == [min(batch, n)] * (2 * steps) and sum(seen) == 2 * images
+    with pytest.raises(ValueError):
+        steps_per_epoch(0, batch)
 
 
 def test_one_cycle_shape():

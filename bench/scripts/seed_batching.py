@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from nas.training.data import load_mnist
+from nas.training.host import cpu_flags, use_threads
 from nas.training.seedbatch import train_seeds
 from nas.arch.spec import ArchSpec
 from nas.training.trainer import TrainConfig, precision_for, train
@@ -31,7 +32,7 @@ IMAGES, ROUNDS, SEEDS = 5_000, 3, (1, 2, 3, 5)
 
 
 def main(out: Path, threads: int = 1) -> None:
-    torch.set_num_threads(threads)
+    use_threads(threads)
     root = Path(__file__).resolve().parents[2]
     nets = {"probe_7838": ArchSpec.from_json((root / "results/probe-7838p-arch.json").read_text()),
             "bn_dropout_16k": bn_dropout_16k()}
@@ -57,10 +58,10 @@ def main(out: Path, threads: int = 1) -> None:
                    "rounds": [round(b / a, 3) for a, b in zip(sep, bat)]}
             rows.append(row)
             print(json.dumps(row), flush=True)
-    flags = Path("/proc/cpuinfo").read_text()
+    flags = cpu_flags()
     host = {"cpu": platform.processor() or platform.machine(), "cores": torch.get_num_threads(),
             "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags,
-            "avx2": " avx2" in flags, "threads": threads,
+            "avx2": "avx2" in flags, "threads": threads,
             "precision": precision_for("cpu", "auto"), "torch": torch.__version__,
             "date": time.strftime("%Y-%m-%d %H:%M %Z"),
             "command": "python bench/scripts/seed_batching.py " + str(out)}

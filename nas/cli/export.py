@@ -25,6 +25,7 @@ import torch
 from nas.study import uploads
 from nas.study import selection
 from nas.study import record
+from nas.study.table import write_csv
 from nas.study.artifacts import artifact_dir, open_store, study_folders
 from nas.cli.common import (ARTIFACT_DIR_HELP, Parser, describe, make_dir, nonneg_int, run)
 from nas.errors import UserError
@@ -154,6 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("export"),
                    help="folder to write the files to (default %(default)s)")
     p.add_argument("--artifact-dir", default=None, help=ARTIFACT_DIR_HELP)
+    p.add_argument("--trials-csv", action="store_true",
+                   help="also write trials.csv: every trial of the study as one row (stage, "
+                        "outcome, validation accuracy, epochs, parameters, receptive field, "
+                        "finalist and seed, training settings, spec key), for pandas")
     a = p.parse_args(argv)
     with faults(a.storage):  # every read of the study, not only the first, is one line
         study = load_study(open_storage(a.storage, create=False), a.study_name, a.storage)
@@ -164,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 study_folders(a.storage, a.artifact_dir))
         number = selection.select_trial(study, a.trial).number
         replayed = record.replay_of(study, number) is not None
+        if a.trials_csv:
+            files.append(write_csv(study, a.out / "trials.csv"))
     for path in files:
         print(path)
     if why_not:

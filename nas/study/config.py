@@ -347,9 +347,10 @@ def finalist_markdown(study: optuna.Study, epochs: int) -> str:
             "candidate |", "|---:|---:|---:|---:|---:|---:|---:|---|"]
     for f in final:
         t = f.runs[0]
+        key = f.key.replace("|", "\\|")  # a bare | in a cell would end it
         rows.append(f"| {t.number} | #{record.finalist_of(t)} | {f.mean:.2%} | {f.se:.2%} | "
                     f"{f.std:.2%} | {len(f.runs)} | {record.param_count_of(t):,} | "
-                    f"`{f.key}` |")
+                    f"`{key}` |")
     if len(final) > 1:
         rows += ["", pick_line(final[0], final[1])]
     return "\n".join(rows)
@@ -378,7 +379,8 @@ def summary(study: optuna.Study, cfg: SearchConfig, top: int = 5) -> str:
     lines = [f"study {study.study_name!r} in {redact(cfg.storage)}: {n_trained} trained "
              f"({len(done)} complete, {count[record.PRUNED]} pruned, {count[record.FAILED]} "
              f"failed), {count[record.REJECTED]} rejected before training, "
-             f"{count[record.DUPLICATE]} duplicates",
+             f"{count[record.DUPLICATE]} duplicates, {count[record.INTERRUPTED]} interrupted "
+             f"(their candidates queued again)",
              cost.search_cost(study, cfg.full_schedule.epochs).line()]
     if done:
         epochs = cfg.proxy_schedule().epochs

@@ -489,6 +489,29 @@ def candidate_key(trial: FrozenTrial | Trial) -> str | None:
     return key + "|" + json.dumps(settings, sort_keys=True, separators=(",", ":"))
 
 
+def queued_params(trial: FrozenTrial) -> dict[str, Any]:
+    """The parameters the trial was (or will be) run with: those it was queued with
+    (``enqueue_trial``) while it waits, else those it suggested."""
+    return dict(trial.system_attrs.get("fixed_params", trial.params))
+
+
+def was_interrupted(trial: FrozenTrial) -> bool:
+    """A trial that ended FAIL because its process was interrupted or died, before its
+    training finished: its candidate was never trained."""
+    return trial.state == TrialState.FAIL and outcome_of(trial) == INTERRUPTED
+
+
+def train_seconds_of(trial: FrozenTrial, study: optuna.Study | None = None) -> float | None:
+    """How long the trial's training took, start to end (None: not recorded)."""
+    v = trial.user_attrs.get(TRAIN_SECONDS)
+    if v is None:
+        return None
+    if not _is_number(v) or v < 0:
+        raise _bad(trial, study, TRAIN_SECONDS, f"must be a number of seconds, got "
+                                                f"{short_repr(v)}")
+    return float(v)
+
+
 def outcome_of(trial: FrozenTrial) -> str | None:
     return trial.user_attrs.get(OUTCOME)
 

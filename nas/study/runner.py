@@ -44,6 +44,7 @@ from nas.study.storage import (check_url, check_writable, faults, open_storage,
                          quiet_storage_faults_in_threads)
 from nas.study.config import (SearchConfig, data_of, finalist_markdown, input_of, make_pruner,
                        make_sampler, prepare_study)
+from nas.training.host import use_threads
 from nas.training.trainer import EpochReport, TrainingDiverged, resolve_device
 
 MAX_REJECTS_IN_A_ROW = 2000  # a budget that the sampler can hardly meet: stop, don't spin
@@ -116,8 +117,6 @@ def run_worker(cfg: SearchConfig, stage: Stage, tickets: Tickets, progress: bool
     Raises :class:`nas.study.storage.StorageError` (one line) for a storage fault, and whatever
     interrupts it (:class:`Interrupted`), after its running trial was marked FAIL.
     """
-    if cfg.workers > 1 and torch.get_num_threads() > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.workers))
     device = resolve_device(cfg.device)
     mnist = data_of(cfg, load_mnist)
     tr, val = mnist.search_splits(cfg.val_size, cfg.split_seed)
@@ -207,6 +206,8 @@ def _worker_main(cfg: SearchConfig, stage: Stage, tickets: Tickets, deadline: fl
     die_with_parent()
     quiet_storage_faults_in_threads()  # Optuna's heartbeat thread: the worker reports it
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures get our one-line notes
+    if torch.get_num_threads() > 1:  # this process's share of the cores (nas.training.host)
+        use_threads(max(1, (os.cpu_count() or 1) // cfg.workers))
     try:
         with handle_signals():
             run_worker(cfg, stage, tickets, progress=False, deadline=deadline)

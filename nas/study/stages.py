@@ -97,10 +97,22 @@ class SearchStage(Stage):
         return split.subset(n, self.cfg.split_seed) if n and n < len(split) else split
 
     def queue(self, study: optuna.Study) -> int:
+        """The starting members for a new study; and every candidate an earlier run was
+        interrupted in (Ctrl-C, a dead process), queued again once: it never trained, and a
+        queued starting member that is lost would change what the search sees."""
         left = self.cfg.trials - record.count_trained(study)
-        if left > 0:
-            enqueue_start(study, self.cfg, left)
-        return max(left, 0)
+        if left <= 0:
+            return 0
+        enqueue_start(study, self.cfg, left)
+        trials = study.get_trials(deepcopy=False)
+        for i, t in enumerate(trials):
+            if record.stage_of(t) != self.name or not record.was_interrupted(t):
+                continue
+            params = record.queued_params(t)
+            # Once: not if a later trial has (or will have) the same parameters.
+            if params and not any(record.queued_params(u) == params for u in trials[i + 1:]):
+                study.enqueue_trial(params)
+        return left
 
     def total(self, tickets: int) -> tuple[int, int]:
         return self.cfg.trials, self.cfg.trials - tickets

@@ -12,8 +12,10 @@ versions and the command line:
    (VmHWM) is its own. Reported: images/s, seconds per 60,000-image epoch, peak memory, b/a.
 2. **One candidate**: wall time of one complete candidate with the schedule ``nas.search``
    uses (``--candidate-epochs``, default the full default schedule), evaluation included.
-3. **Search throughput**: trained candidates per hour of a real ``nas.search`` run (default
-   sampler and pruner) with 1, 2, 4 … workers on this device, each into a fresh study.
+3. **Search throughput**: trained candidates per hour of a real ``nas.search`` search stage
+   (default sampler, pruner and proxy, so each candidate trains the proxy schedule, not
+   ``--search-epochs``; no finalists) with 1, 2, 4 … workers on this device, each into a fresh
+   study.
 
 Next to the throughput it reports how close each pipeline comes to the device's limit: the
 achieved training FLOP/s (:func:`train_flops_per_image` times images/s) as a share of the
@@ -53,10 +55,11 @@ from nas.cli.common import (DATA_DIR_HELP, DEVICE_HELP, Parser, describe, nonneg
 from nas.errors import UserError
 from nas.training.data import DEFAULT_DATA_DIR, FILES, Split, load_mnist
 from nas.training.dataset import MNIST as DATASET  # the data set both pipelines train on
+from nas.training.host import cpu_flags, cpu_model, use_threads
 from nas.arch.plan import plan
 from nas.arch.spec import ArchSpec
-from nas.training.trainer import (PRECISIONS, TrainConfig, device_name, precision_for, resolve_device,
-                       train)
+from nas.training.trainer import (PRECISIONS, TrainConfig, device_name, images_per_epoch,
+                                  precision_for, resolve_device, train)
 from nas.arch.zoo import bn_dropout_16k
 
 MiB = 2**20
@@ -88,13 +91,13 @@ def train_flops_per_image(spec: ArchSpec) -> int:
     return 3 * forward_flops(spec)
 
 
-def matmul_peak(device: torch.device, dtypes: Sequence[str], threads: int,
-                n: int | None = None, reps: int = 5) -> dict:
+def matmul_peak(device: torch.device, dtypes: Sequence[str], n: int | None = None,
+                reps: int = 5) -> dict:
     """Dense-matmul FLOP/s of ``device`` in each of ``dtypes`` (bf16, fp16, fp32): the best
     of ``reps`` timed n×n @ n×n products (2n³ FLOPs each) after a warm-up; n is 2048 on CPU
     and 8192 on CUDA, large enough to reach the library's best kernels. fp32 means fp32 (no
-    TF32), as the fp32 trainer's ``autocast``-free path computes."""
-    torch.set_num_threads(threads)
+    TF32), as the fp32 trainer's ``autocast``-free path computes. On the CPU it uses the
+    threads this process has (:func:`measure` gives each measurement ``--threads``)."""
     n = n or (8192 if device.type == "cuda" else 2048)
     out = {}
     for name in dtypes:
@@ -129,14 +132,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def conventional(images: int, device: torch.device, data_dir: str, threads: int) -> dict:
+def conventional(images: int, device: torch.device, data_dir: str) -> dict:
     """Pipeline (a): torchvision dataset, PIL transforms, DataLoader, fp32, plain SGD."""
     import torchvision.transforms as T
     from torchvision.datasets import MNIST
 
     from nas.arch.build import build
 
-    torch.set_num_threads(threads)
     root = _torchvision_root(data_dir)
     ds = MNIST(str(root), train=True, download=False, transform=T.Compose([
         T.RandomRotation((-7.0, 7.0), fill=(0,)), T.ToTensor(),
@@ -164,10 +166,8 @@ def conventional(images: int, device: torch.device, data_dir: str, threads: int)
     return {"images": seen, "seconds": time.perf_counter() - t0}
 
 
-def ours(images: int, device: torch.device, data_dir: str, threads: int,
-         cfg: TrainConfig) -> dict:
+def ours(images: int, device: torch.device, data_dir: str, cfg: TrainConfig) -> dict:
     """Pipeline (b): nas's trainer, on ``images`` training images for one epoch."""
-    torch.set_num_threads(threads)
     m = load_mnist(data_dir)
     n = min(images, len(m.train))
     reps = -(-images // n)
@@ -179,13 +179,13 @@ def ours(images: int, device: torch.device, data_dir: str, threads: int,
     t0 = time.perf_counter()
     result = train(bn_dropout_16k(), train_split, eval_split, replace(cfg, epochs=1), device)
     _sync(device)
-    bs = min(cfg.batch_size, images)
-    return {"images": images // bs * bs,  # the trainer drops the ragged last batch
+    return {"images": images_per_epoch(images, cfg.batch_size),
             "seconds": time.perf_counter() - t0, "precision": result.precision}
 
 
 def _child(kind: str, kwargs: dict, q: Any) -> None:
     try:
+        use_threads(kwargs.pop("threads"))  # the process's entry: the count is this run's alone
         device = torch.device(kwargs.pop("device"))
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -200,8 +200,9 @@ def _child(kind: str, kwargs: dict, q: Any) -> None:
 
 
 def measure(kind: str, **kwargs: Any) -> dict:
-    """Run one measurement (``a``, ``b`` or ``peak``) in a fresh spawned process; returns its
-    numbers."""
+    """Run one measurement (``a``, ``b`` or ``peak``) in a fresh spawned process on
+    ``threads`` torch threads (a keyword of ``kwargs``, with the measuring function's own);
+    returns its numbers."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     p = ctx.Process(target=_child, args=(kind, kwargs, q))
@@ -325,17 +326,27 @@ def search_rate(workers: Sequence[int], trials: int, epochs: int, device: str, d
     """One real search per worker count, each from nothing: its own directory, database,
     study and settings, and its figures read from its own study only. The search stage only
     (no finalists): the figure is candidates per hour; the finalists' retraining is a fixed
-    cost after it."""
+    cost after it. ``epochs`` is the full schedule; with the default proxy each candidate
+    trains the search stage's own, shorter one, which every row states
+    (``candidate_epochs`` on ``candidate_images``, as :func:`nas.study.budget.plan_stages`
+    plans it)."""
+    from nas.study.budget import plan_stages
     from nas.study.runner import search
     from nas.study.config import SearchConfig
 
     base = replace(train_cfg or TrainConfig(), epochs=epochs)
+    n_val = _n_val(data_dir)
+    n_train = len(load_mnist(data_dir).train) - n_val
     out = []
     for w in workers:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = SearchConfig(storage=f"sqlite:///{tmp}/bench.db", study_name=f"bench-{w}",
                                trials=trials, workers=w, device=device, data_dir=data_dir,
-                               val_size=_n_val(data_dir), full_schedule=base, finalists=0)
+                               val_size=n_val, full_schedule=base, finalists=0)
+            stage = plan_stages(cfg, trials, 0, n_train)[0]
+            if w == workers[0]:
+                log(f"  each candidate: {stage.epochs} epoch(s) on {stage.train_images:,} "
+                    f"images (the default proxy of a {epochs}-epoch schedule)")
             t0 = time.perf_counter()
             study = search(cfg, progress=False)
             secs = time.perf_counter() - t0
@@ -343,6 +354,8 @@ def search_rate(workers: Sequence[int], trials: int, epochs: int, device: str, d
             n_trained = sum(record.was_trained(t) for t in done)
             out.append({"workers": w, "trials": n_trained, "seconds": secs,
                         "candidates_per_hour": n_trained / secs * 3600,
+                        "candidate_epochs": stage.epochs,
+                        "candidate_images": stage.train_images,
                         "epochs_trained": sum(len(record.curve_of(t)) for t in done),
                         "rejected": record.count_outcome(done, record.REJECTED)})
         log(f"  {w} worker(s): {n_trained} trained in {secs:.0f} s "
@@ -396,13 +409,24 @@ def markdown(res: dict) -> str:
                   ""]
     s = res.get("search")
     if s:
-        lines += [f"Search throughput (`nas.search`, default sampler and pruner, "
-                  f"{res['settings']['search_epochs']}-epoch schedule, fresh study each):", "",
+        lines += [f"Search throughput (`nas.search` search stage, default sampler, pruner and "
+                  f"proxy: each candidate {_what_a_candidate_trains(s[0])} of a "
+                  f"{res['settings']['search_epochs']}-epoch schedule; no finalists; fresh "
+                  f"study each):", "",
                   "| workers | trained | seconds | candidates/hour | epochs trained |",
                   "|---:|---:|---:|---:|---:|"]
         lines += [f"| {r['workers']} | {r['trials']} | {r['seconds']:.0f} | "
                   f"{r['candidates_per_hour']:,.0f} | {r['epochs_trained']} |" for r in s]
     return "\n".join(lines) + "\n"
+
+
+def _what_a_candidate_trains(row: dict[str, Any]) -> str:
+    """``"4 epochs on 10,000 images"``; results written before the rows said it, ``"the
+    proxy"``."""
+    if "candidate_epochs" not in row:
+        return "the proxy"
+    e = row["candidate_epochs"]
+    return f"{e} epoch{'s' if e != 1 else ''} on {row['candidate_images']:,} images"
 
 
 def _ratios(xs: Sequence[float]) -> str:
@@ -416,7 +440,10 @@ def _host_line(h: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from nas.study.config import SearchConfig
+
     cuda = torch.cuda.is_available()
+    proxy = SearchConfig()  # the search stage's default proxy, which the search runs train
     p = Parser(prog="python -m nas.bench", description=describe(__doc__))
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"),
                    help=DEVICE_HELP)
@@ -434,7 +461,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="trained trials per search-throughput run (default %(default)s: 16 on "
                         "CUDA, 4 on CPU)")
     p.add_argument("--search-epochs", type=positive_int, default=None,
-                   help="schedule of the search runs (default: 20 on CUDA, 1 on CPU)")
+                   help=f"full schedule (--epochs) of the search runs; their candidates "
+                        f"train the default proxy, min({proxy.proxy_epochs}, this) epochs on at "
+                        f"most {proxy.proxy_subset:,} images (default: 20 on CUDA, 1 on CPU)")
     p.add_argument("--threads", type=positive_int, default=torch.get_num_threads(),
                    help="CPU threads of each measured process (default %(default)s: torch's "
                         "default on this machine)")
@@ -454,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     # The one-candidate timing runs in this process: with --threads too, like every measured
     # process (and the device line then says so).
-    torch.set_num_threads(a.threads)
+    use_threads(a.threads)
     device = resolve_device(a.device)
     load_mnist(a.data_dir)
     cfg = TrainConfig(precision=a.precision)
@@ -489,7 +518,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         res["candidate"] = one_candidate(device, a.data_dir, replace(cfg, epochs=cand_epochs))
         log(f"  {res['candidate']['seconds']:.1f} s")
     if workers:
-        log(f"search throughput, {a.search_trials} trials of {search_epochs} epoch(s)")
+        log(f"search throughput, {a.search_trials} trained candidates per run")
         res["search"] = search_rate(workers, a.search_trials, search_epochs, str(device),
                                     a.data_dir, log, cfg)
     a.out.mkdir(parents=True, exist_ok=True)
@@ -623,17 +652,9 @@ def gpu_check(device: torch.device, data_dir: str, cfg: TrainConfig, images: int
 
 def _host() -> dict[str, Any]:
     """The machine: CPU count and model, the flags that decide CPU precision, the platform."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        info = ""
-    flags = set(next((ln.split(":", 1)[1].split() for ln in info.splitlines()
-                      if ln.startswith("flags")), []))
-    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines()
-                  if ln.startswith("model name")), platform.processor())
-    return {"cpus": os.cpu_count(), "cpu_model": model, "platform": platform.platform(),
-            "cpu_flags": sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16",
-                                         "avx512_fp16"}),
+    return {"cpus": os.cpu_count(), "cpu_model": cpu_model(), "platform": platform.platform(),
+            "cpu_flags": sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16",
+                                               "avx512_fp16"}),
             "cuda": (f"{torch.cuda.get_device_name()}, compute capability "
                      f"{'.'.join(map(str, torch.cuda.get_device_capability()))}"
                      if torch.cuda.is_available() else None)}

@@ -21,7 +21,6 @@ import json
 import math
 import multiprocessing
 import os
-import platform
 import random
 import shlex
 import signal
@@ -42,13 +41,16 @@ from nas.cli.common import (DATA_DIR_HELP, DEVICE_HELP, Parser, describe, nonneg
                             run)
 from nas.errors import UserError
 from nas.training.data import DEFAULT_DATA_DIR, Split, load_mnist
+from nas.training.host import cpu_flags, cpu_model, use_threads
 from nas.arch.plan import plan
 from nas.study.processes import die_with_parent
-from nas.arch.space import random_members
+from optuna.trial import FixedTrial
+
+from nas.arch.space import SPACE_VERSIONS, random_members, sample, start_members
 from nas.arch.spec import ArchSpec
 from nas.study.config import make_pruner
-from nas.training.trainer import (TrainConfig, TrainingDiverged, device_name, resolve_device, train,
-                       use_bf16)
+from nas.training.trainer import (TrainConfig, TrainingDiverged, device_name, images_per_epoch,
+                                  resolve_device, train, use_bf16)
 
 EPOCH_PROXIES = (1, 2, 4)  # accuracy after epoch k of the full schedule
 TOP = 5
@@ -68,10 +70,15 @@ class Job:
 
 
 # -- sampling and planning ---------------------------------------------------------------------
-def sample_candidates(n: int, max_params: int, seed: int) -> list[ArchSpec]:
-    """The study's candidates: :func:`nas.arch.space.random_members`."""
+def sample_candidates(n: int, max_params: int, seed: int, space: int = 1) -> list[ArchSpec]:
+    """The study's candidates: version 1, :func:`nas.arch.space.random_members`; version 2,
+    its starting members (:func:`nas.arch.space.start_members`: spread over depth, BatchNorm
+    placement and head, each filling the budget), what a version-2 search starts from."""
     try:
-        return random_members(n, max_params, seed)
+        if space == 1:
+            return random_members(n, max_params, seed)
+        return [sample(space, FixedTrial(params), max_params)
+                for params in start_members(space, n, max_params, seed)]
     except ValueError as e:
         raise UserError(str(e)) from None
 
@@ -93,7 +100,8 @@ def plan_jobs(n: int, a: Any) -> list[Job]:
 def identity(a: Any) -> dict[str, Any]:
     """What fixes the meaning of a run line; a resume with a different identity is refused.
     (--candidates and the seed spread only add runs, so they may change.)"""
-    return {"max_params": a.max_params, "epochs": a.epochs, "seed": a.seed,
+    space = {} if a.space == 1 else {"space": a.space}  # version 1's run files say nothing
+    return {"max_params": a.max_params, "epochs": a.epochs, "seed": a.seed, **space,
             "val_size": a.val_size, "split_seed": 0, "short_epochs": list(a.short_epochs),
             "subset": a.subset, "subset_epochs": a.subset_epochs,
             "train_config": {k: v for k, v in TrainConfig().to_dict().items()
@@ -127,15 +135,8 @@ def append_line(path: Path, obj: dict[str, Any]) -> None:
 
 def host_info(device: torch.device) -> dict[str, Any]:
     """The device in words, the CPU model and the flags that decide its speed and precision."""
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        cpuinfo = ""
-    model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines()
-                  if ln.startswith("model name")), platform.processor())
-    flags = set(next((ln.split(":", 1)[1].split() for ln in cpuinfo.splitlines()
-                      if ln.startswith("flags")), []))
-    return {"device": device_name(device), "cpu_model": model, **code_version(),
+    flags = cpu_flags()
+    return {"device": device_name(device), "cpu_model": cpu_model(), **code_version(),
             "cpu_flags": {f: f in flags for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")},
             "bf16_autocast": use_bf16(device, TrainConfig())}
 
@@ -399,6 +400,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     add = p.add_argument
     add("--candidates", type=positive_int, default=16, help="architectures (default 16)")
     add("--max-params", type=positive_int, default=20_000, help="budget (default 20,000)")
+    add("--space", type=int, choices=SPACE_VERSIONS, default=1,
+        help="search space version the candidates come from (nas.search --space); 2: its "
+             "starting members, spread over depth, BatchNorm and head (default %(default)s)")
     add("--epochs", type=positive_int, default=15, help="the full schedule (default 15)")
     add("--seed", type=nonneg_int, default=0,
         help="seeds the random draw of the candidate architectures (training uses seed 0 and "
@@ -423,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add("--analyze-only", action="store_true", help="rewrite the report from the run file")
     a = p.parse_args(argv)
     command = "python -m nas.fidelity " + shlex.join(sys.argv[1:] if argv is None else argv)
-    stem = f"fidelity-{a.max_params}p-{a.epochs}e"
+    stem = f"fidelity-{'' if a.space == 1 else f'v{a.space}-'}{a.max_params}p-{a.epochs}e"
     path = a.out / f"{stem}-runs.jsonl"
     ident = identity(a)
     header, runs = read_runs(path)  # read-only: the running study may be appending
@@ -432,7 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"{path} was made with other settings ({', '.join(diff)}): "
                         f"use another --out")
     device = resolve_device(a.device)
-    torch.set_num_threads(a.threads)  # before host_info: the device string names the threads
+    use_threads(a.threads)  # before host_info: the device string names the threads
     host = host_info(device)
     jobs = plan_jobs(a.candidates, a)
     if a.analyze_only:
@@ -464,7 +468,7 @@ def study(a: Any, command: str, stem: str, header: dict[str, Any] | None,
     if a.subset >= len(tr):
         raise UserError(f"--subset must be below the {len(tr):,} training images")
     splits = {None: tr, a.subset: tr.subset(a.subset, 0)}  # every candidate, the same images
-    specs = sample_candidates(a.candidates, a.max_params, a.seed)
+    specs = sample_candidates(a.candidates, a.max_params, a.seed, a.space)
     for r in runs:
         if r["candidate"] < len(specs) and r["key"] != specs[r["candidate"]].key():
             raise UserError(f"{path}: candidate {r['candidate']} is not the sampled one "
@@ -509,25 +513,28 @@ def _in_parallel(todo: list[Job], specs: list[ArchSpec], a: Any, device: torch.d
     """The run lines of ``todo``, trained by ``a.workers`` processes, in the order they finish
     (handed out in plan order). However this ends (done, Ctrl-C, SIGTERM), the workers are
     gone when it returns: terminated, and they die with this process even if it is killed."""
-    pool = multiprocessing.get_context("spawn").Pool(a.workers, initializer=_worker_init)
+    pool = multiprocessing.get_context("spawn").Pool(a.workers, initializer=_worker_init,
+                                                     initargs=(a.threads,))
     try:
         yield from pool.imap_unordered(_worker_run, [
-            (job, specs[job.candidate].to_json(), a.data_dir, a.val_size, str(device), a.threads,
-             host) for job in todo])
+            (job, specs[job.candidate].to_json(), a.data_dir, a.val_size, str(device), host)
+            for job in todo])
     finally:
         pool.terminate()
         pool.join()
 
 
-def _worker_init() -> None:
+def _worker_init(threads: int) -> None:
+    """A pool process's start: it dies with the parent, leaves Ctrl-C to it, and trains
+    every job on ``threads`` threads (--threads, as one process would)."""
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which ends us
+    use_threads(threads)
 
 
 def _worker_run(args: tuple[Any, ...]) -> dict[str, Any]:
     """One job in a worker process: its data is loaded once per process (load_mnist caches)."""
-    job, spec_json, data_dir, val_size, device, threads, host = args
-    torch.set_num_threads(threads)
+    job, spec_json, data_dir, val_size, device, host = args
     tr, val = load_mnist(data_dir).search_splits(val_size, 0)
     tr = tr if job.subset is None else tr.subset(job.subset, 0)
     dev = torch.device(device)
@@ -555,9 +562,9 @@ def run_job(job: Job, spec: ArchSpec, tr: Split, val: Split, device: torch.devic
         curve, ep_s, err = res.accuracies, res.epoch_seconds, None
     except TrainingDiverged as e:
         curve, ep_s, err = [], [], str(e)
-    bs = min(cfg.batch_size, len(tr))
+    images = images_per_epoch(len(tr), cfg.batch_size) * job.epochs  # the ragged batch dropped
     return {"kind": "run", "candidate": job.candidate, "proxy": job.proxy, "seed": job.seed,
-            "epochs": job.epochs, "images": len(tr) // bs * bs * job.epochs,
+            "epochs": job.epochs, "images": images,
             "key": spec.key(), "spec": spec.to_dict(), "params": plan(spec).params,
             "val_curve": curve, "final_acc": curve[-1] if curve else None, "error": err,
             "epoch_seconds": ep_s, "seconds": time.perf_counter() - t0,

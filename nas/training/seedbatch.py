@@ -34,7 +34,7 @@ from nas.arch.plan import Layer, plan
 from nas.arch.spec import ArchSpec
 from nas.training.trainer import (EpochReport, TrainConfig, TrainingDiverged, TrainResult, WeightAverage,
                        _as_images, _training_view, autocast, make_optimizer, precision_for,
-                       seed_everything)
+                       optimizer_step, seed_everything, steps_per_epoch)
 
 
 class GroupedFlatten(nn.Module):
@@ -165,7 +165,7 @@ def train_seeds(spec: ArchSpec, train_split: Split, eval_split: Split, cfg: Trai
     x_ev, y_ev = _as_images(eval_split, device)
     n = len(y_tr)
     bs = min(cfg.batch_size, n)
-    steps = n // bs
+    steps = steps_per_epoch(n, cfg.batch_size)  # the same steps as train's
     mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
     precision = precision_for(device, cfg.precision)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
@@ -200,17 +200,7 @@ def train_seeds(spec: ArchSpec, train_split: Split, eval_split: Split, cfg: Trai
                 per_copy = F.cross_entropy(logits.permute(0, 2, 1), yb, reduction="none",
                                            label_smoothing=cfg.label_smoothing).mean(0)
                 loss = per_copy.sum()  # each copy's gradient is its own loss's
-            opt.zero_grad(set_to_none=True)
-            if scaler is None:
-                loss.backward()
-                opt.step()
-            else:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            sched.step()
-            if average is not None:
-                average.update()
+            optimizer_step(loss, opt, sched, scaler, average)
             loss_sum += per_copy.detach().float()
         losses = (loss_sum / max(steps, 1)).tolist()
         if not all(math.isfinite(v) for v in losses):

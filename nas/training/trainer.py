@@ -17,7 +17,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +26,7 @@ from nas.training.augment import normalize, random_affine, random_hflip
 from nas.training.dataset import MNIST, Dataset
 from nas.arch.build import build
 from nas.training.data import DataError, Split
+from nas.training.host import cpu_flags
 from nas.arch.spec import ArchSpec, short_repr
 from nas.errors import ConfigError, DeviceError
 
@@ -190,6 +190,24 @@ def one_cycle(step: int, total: int, pct_start: float) -> float:
     return max(0.0, (total - step) / max(1, total - warm))
 
 
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Optimiser steps of one epoch over ``n`` images in batches of ``batch_size``, as
+    :func:`train` takes them: full batches only, the ragged last batch dropped (every step has
+    the same shape), and a batch larger than the split is the whole split (one step).
+    Raises ValueError unless both are at least 1."""
+    if n < 1 or batch_size < 1:
+        raise ValueError(f"an epoch needs at least one image and a batch of at least one, "
+                         f"got {n} images in batches of {batch_size}")
+    return n // min(batch_size, n)
+
+
+def images_per_epoch(n: int, batch_size: int) -> int:
+    """Images one epoch of :func:`train` actually trains on, out of ``n``: the full batches
+    of :func:`steps_per_epoch` (so ``n`` rounded down to a multiple of the batch, or ``n``
+    itself when the batch is larger). What figures of images trained must count."""
+    return steps_per_epoch(n, batch_size) * min(batch_size, n)
+
+
 def check_data(spec: ArchSpec, split: Split, what: str) -> None:
     """Raise :class:`~nas.training.data.DataError` unless ``split`` is what ``spec`` takes: at least one
     image, each ``in_channels`` x ``input_size`` x ``input_size`` (N x H x W is one channel),
@@ -329,11 +347,7 @@ def use_bf16(device: torch.device, cfg: TrainConfig) -> bool:
 @lru_cache(maxsize=1)
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bf16 natively (without it, bf16 autocast only slows down)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 # -- dropout on CPU ----------------------------------------------------------------------------
@@ -402,6 +416,26 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int
     return opt, sched
 
 
+def optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer,
+                   sched: torch.optim.lr_scheduler.LRScheduler,
+                   scaler: torch.amp.GradScaler | None,
+                   average: WeightAverage | None) -> None:
+    """One training step after the forward pass, the same for every trainer: backward, the
+    optimiser step (through ``scaler`` under fp16), the schedule's step, the weight average's
+    update."""
+    opt.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        opt.step()
+    else:  # skips a step whose gradients overflowed, and lowers the scale
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    sched.step()
+    if average is not None:
+        average.update()
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     torch.manual_seed(seed)
     if deterministic:
@@ -435,7 +469,7 @@ def train(spec: ArchSpec, train_split: Split, eval_split: Split, cfg: TrainConfi
     x_ev, y_ev = _as_images(eval_split, device)
     n = len(y_tr)
     bs = min(cfg.batch_size, n)
-    steps = n // bs  # drop the ragged last batch: every step has the same shape
+    steps = steps_per_epoch(n, cfg.batch_size)
     mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
     precision = precision_for(device, cfg.precision)  # once per run, not per step
     # fp16 gradients underflow without loss scaling; bf16 and fp32 have fp32's range.
@@ -465,17 +499,7 @@ def train(spec: ArchSpec, train_split: Split, eval_split: Split, cfg: TrainConfi
             with autocast(device, precision):
                 loss = F.cross_entropy(step_model(xb), y_tr[idx],
                                        label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            if scaler is None:
-                loss.backward()
-                opt.step()
-            else:  # skips a step whose gradients overflowed, and lowers the scale
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            sched.step()
-            if average is not None:
-                average.update()
+            optimizer_step(loss, opt, sched, scaler, average)
             loss_sum += loss.detach()
         train_loss = loss_sum.item() / max(steps, 1)  # the one sync of the epoch
         if not math.isfinite(train_loss):

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from nas.training.data import load_mnist
+from nas.training.host import cpu_flags, use_threads
 from nas.arch.spec import ArchSpec
 from nas.training.trainer import TrainConfig, train
 
@@ -44,7 +45,7 @@ def main(argv: list[str]) -> None:
         seeds = [int(s) for s in argv[i + 1].split(",")]
         argv = argv[:i] + argv[i + 2:]
     out, spec_path, recipes = Path(argv[0]), Path(argv[1]), [parse_recipe(r) for r in argv[2:]]
-    torch.set_num_threads(1)
+    use_threads(1)
     spec = ArchSpec.from_json(spec_path.read_text())
     done = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
     have = {(d["network"], d["recipe"], d["seed"]) for d in done}
@@ -64,7 +65,7 @@ def main(argv: list[str]) -> None:
                     "seconds": round(r.seconds, 1), "precision": r.precision,
                     "train_images": len(tr), "val_images": len(val), "cfg": cfg.to_dict(),
                     "commit": commit, "torch": torch.__version__,
-                    "cpu_flags_bf16": "avx512_bf16" in Path("/proc/cpuinfo").read_text(),
+                    "cpu_flags_bf16": "avx512_bf16" in cpu_flags(),
                     "machine": platform.processor() or platform.machine(),
                     "date": time.strftime("%Y-%m-%d %H:%M %Z")}
             with out.open("a") as f:
