@@ -378,3 +378,29 @@ def types_module(src: str):
     mod = types.ModuleType("generated_model")
     exec(compile(src, "model.py", "exec"), mod.__dict__)
     return mod
+
+
+def test_a_replay_reads_the_recorded_folder_but_never_downloads_into_it(capsys, tmp_path,
+                                                                        tiny_mnist_dir,
+                                                                        monkeypatch):
+    """A shared study names the folder its search read: replay reads it (only) as data."""
+    import nas.training.data
+
+    db = f"sqlite:///{tmp_path / 'nas.db'}"
+    code, _, err = call(capsys, "search", *TINY, "--trials", "1", "--storage", db,
+                        "--data-dir", str(tiny_mnist_dir))
+    assert code == 0, err
+    st = optuna.load_study(study_name="mnist-20000p-1e", storage=db)
+    rec = st.user_attrs[record.DATA_SET]
+    assert rec["arg"] == "mnist" and rec["source"].startswith(str(tiny_mnist_dir))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    st.set_user_attr(record.DATA_SET, {**rec, "source": str(elsewhere)})
+
+    def no_download(*a, **k):
+        raise AssertionError("replay downloaded into the study's recorded folder")
+
+    monkeypatch.setattr(nas.training.data, "_download", no_download)
+    one_line(*call(capsys, "replay", "--storage", db, "--seeds", "1", "--no-progress")[::2],
+             f"MNIST not found in {elsewhere}")
+    assert list(elsewhere.iterdir()) == []

@@ -139,15 +139,18 @@ def study_data(study: optuna.Study, dataset: str | None, data_dir: str | None) -
     line, when they are not the data the study searched on: another name, shape or class
     count, or (for a study that records its data set) other training images."""
     rec = record.data_set_of(study)
+    download = True
     if dataset is None and rec is not None:
         arg = rec.arg
         if data_dir is None and is_name(arg):
-            data_dir = rec.source  # where the search read it
+            # Where the search read it. A shared study names that folder: it is read, never
+            # downloaded into (nothing is written where the user did not ask).
+            data_dir, download = rec.source, False
         elif not is_name(arg):
             arg, data_dir = resolve_dataset(arg, data_dir)
     else:
         arg, data_dir = resolve_dataset(dataset or "mnist", data_dir)
-    data = load_data(arg, data_dir)
+    data = load_data(arg, data_dir, download)
     was = record.data_identity_of(study) or {}
     now = data_identity(data)
     # A study made before --dataset is MNIST, on whatever copy: only the name can be compared

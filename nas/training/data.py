@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import re
 import struct
-import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
