@@ -8,11 +8,11 @@ from pathlib import Path
 import optuna
 import torch
 
-from nas.training.data import FILES, write_idx
 from nas.arch.plan import plan
 from nas.arch.space import sample_spec
 from nas.arch.spec import ArchSpec, SpecError
 from nas.study.config import SearchConfig
+from nas.training.data import FILES, write_idx
 from nas.training.trainer import TrainConfig
 
 TINY_TRAIN = TrainConfig(epochs=2, batch_size=100, lr=0.1, eval_batch_size=500)

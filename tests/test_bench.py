@@ -10,13 +10,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-from nas.tools import bench
-from nas.cli.common import run
 from nas.arch.spec import ArchSpec, Block, Conv1x1, Conv3x3, Head
+from nas.arch.zoo import bn_dropout_16k
+from nas.cli.common import run
+from nas.tools import bench
 from nas.training.host import use_threads
 from nas.training.trainer import TrainConfig, precision_for
-from nas.arch.zoo import bn_dropout_16k
-
 
 # Canned measurements, three rounds: images/s of (a), of (b) (fp32) and of a bf16 variant, and
 # the matmul peak of each round. Chosen so that a median of per-round ratios (b/a: 3, 2, 2.22

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from nas.study import selection
-from nas.study.budget import OVERHEAD_S, Rate, StagePlan, describe, fit_budget, hms, parse_duration, \
-    plan_stages
+from nas.study.budget import (OVERHEAD_S, Rate, StagePlan, describe, fit_budget, hms,
+                              parse_duration, plan_stages)
 from nas.study.config import SearchConfig
 
 RATE = Rate(train=1000.0, eval=4000.0, device="test cpu")

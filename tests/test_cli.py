@@ -9,9 +9,9 @@ import sys
 import optuna
 import pytest
 
-from nas.study import selection
 from nas.cli import export, replay, search
 from nas.cli.common import run
+from nas.study import selection
 from tests.helpers import write_mnist
 
 MODULES = {"search": search.main, "export": export.main, "replay": replay.main}

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from nas.arch.build import build
-from nas.export.codegen import model_source
 from nas.arch.plan import param_count
 from nas.arch.zoo import REFERENCE
+from nas.export.codegen import model_source
 from tests.helpers import sampled_specs
 
 
@@ -54,9 +54,9 @@ def test_generated_fit_trains_the_way_nas_does(tiny_mnist_dir):
     network nas's trainer trains: same initialisation, batches, augmentation and schedule,
     so (without dropout, whose masks nas draws with its own generator) the same weights."""
 
+    from nas.arch.spec import ArchSpec, Block, Conv3x3, Head, MaxPool
     from nas.export.codegen import recipe_of
     from nas.training.data import load_mnist
-    from nas.arch.spec import ArchSpec, Block, Conv3x3, Head, MaxPool
     from nas.training.trainer import TrainConfig, evaluate, train
 
     spec = ArchSpec(stem=Conv3x3(8), blocks=(Block((Conv3x3(8),), (MaxPool(),)),

@@ -15,7 +15,7 @@ import torch
 
 from nas.arch.build import build
 from nas.arch.plan import plan
-from nas.arch.space import Input, min_receptive_field, rejection, start_members, sample
+from nas.arch.space import Input, min_receptive_field, rejection, sample, start_members
 from nas.arch.spec import ArchSpec
 from nas.cli import export, replay, search
 from nas.cli.common import run
@@ -287,8 +287,9 @@ def test_bad_idx_folders_are_one_line(capsys, tmp_path):
 
 
 def test_a_missing_fashion_mnist_says_how_to_install_it(tmp_path):
-    from nas.errors import DataError
     from dataclasses import replace
+
+    from nas.errors import DataError
 
     gone = replace(FASHION_MNIST, system_dir=str(tmp_path / "none"))
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
@@ -351,7 +352,7 @@ def test_mnist_is_unchanged_by_default():
 def test_fit_flips_and_normalises_the_way_nas_does(tiny_mnist_dir):
     """model.py's fit() with Fashion-MNIST's recipe (flips on) and constants trains the very
     network nas's trainer trains with that descriptor; the flips change it."""
-    from nas.arch.spec import Block, Conv3x3, Head, MaxPool
+    from nas.arch.spec import Block, Conv3x3, MaxPool
     from nas.export.codegen import model_source, recipe_of
     from nas.training.data import load_mnist
     from nas.training.trainer import TrainConfig, train

@@ -9,9 +9,9 @@ import sys
 import optuna
 import torch
 
-from nas.study import selection
 from nas.arch.plan import param_count
 from nas.arch.spec import ArchSpec
+from nas.study import selection
 
 
 def cli(*argv: str, cwd) -> str:

@@ -14,20 +14,18 @@ import optuna
 import pytest
 import torch
 
-from nas.study import uploads
-from nas.study import selection
-from nas.training import checkpoint
-from nas.cli import export, replay
-from nas.study import record
-from nas.study.artifacts import default_dir, open_store
-from nas.training.augment import normalize
 from nas.arch.build import build
-from nas.cli.common import run
-from nas.training.data import load_mnist
-from nas.export.onnx import INPUT_NAME
-from nas.study.runner import search
 from nas.arch.space import params_of
 from nas.arch.zoo import pool_bn_19k
+from nas.cli import export, replay
+from nas.cli.common import run
+from nas.export.onnx import INPUT_NAME
+from nas.study import record, selection, uploads
+from nas.study.artifacts import default_dir, open_store
+from nas.study.runner import search
+from nas.training import checkpoint
+from nas.training.augment import normalize
+from nas.training.data import load_mnist
 from tests.helpers import tiny_config
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 import resource
-import shutil
 import shlex
+import shutil
 import signal
 import subprocess
 import sys

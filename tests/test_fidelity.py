@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from nas.cli.common import UserError
 from nas.tools import fidelity
 from nas.training.host import use_threads
-from nas.cli.common import UserError
 
 TINY = ["--candidates", "3", "--epochs", "2", "--short-epochs", "1", "--subset", "100",
         "--subset-epochs", "1", "--seeds-spread", "1", "--extra-seeds", "1", "--val-size", "200",

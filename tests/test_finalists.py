@@ -10,10 +10,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nas.study import selection
-from nas.study import cost
 import nas.study.objective as objectives
-from nas.study import record
+from nas.study import cost, record, selection
 from nas.study.processes import Interrupted
 from nas.study.runner import search
 from nas.study.storage import open_storage

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from nas.tools import bench, fidelity
 from nas.cli import export, replay, search
 from nas.cli.common import Parser, positive_int
+from nas.tools import bench, fidelity
 
 COMMANDS = {"search": search.main, "export": export.main, "replay": replay.main,
             "bench": bench.main, "fidelity": fidelity.main}

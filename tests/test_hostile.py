@@ -27,8 +27,8 @@ import torch
 
 from nas.cli import export, replay
 from nas.cli.common import run
-from nas.training.data import FILES, write_idx
 from nas.study.runner import search
+from nas.training.data import FILES, write_idx
 from tests.helpers import synthetic_digits, tiny_config, write_mnist
 
 EXPORT, REPLAY = "python -m nas.export", "python -m nas.replay"

@@ -6,20 +6,21 @@ import torch
 from optuna.trial import TrialState
 
 import nas.study.objective as objectives
-from nas.training.data import load_mnist
 from nas.arch.plan import param_count, plan
+from nas.arch.space import params_of
+from nas.arch.zoo import bn_dropout_16k, pool_bn_19k
 from nas.study.config import SearchConfig
 from nas.study.objective import Objective
 from nas.study.record import count_trained, spec_of, was_trained
-from nas.arch.space import params_of
-from nas.arch.zoo import bn_dropout_16k, pool_bn_19k
+from nas.training.data import load_mnist
 from nas.training.trainer import TrainConfig
 from tests.helpers import TINY_TRAIN
 
 
 def one_stage(train: TrainConfig, max_params: int) -> SearchConfig:
     """Search-stage trials train with ``train`` itself, on the whole split."""
-    return SearchConfig(full_schedule=train, max_params=max_params, proxy_epochs=None, proxy_subset=None)
+    return SearchConfig(full_schedule=train, max_params=max_params, proxy_epochs=None,
+                        proxy_subset=None)
 
 
 @pytest.fixture()
@@ -147,8 +148,9 @@ def test_an_architecture_already_trained_is_not_trained_again(objective, monkeyp
 
 
 def test_interrupting_a_trial_records_why(objective, monkeypatch):
-    from nas.study.processes import Interrupted
     import signal
+
+    from nas.study.processes import Interrupted
 
     def interrupted(*a, **k):
         raise Interrupted(signal.SIGTERM)

@@ -8,11 +8,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from nas.study import selection
-from nas.study import cost
 from nas.cli import export, replay
-from nas.study import record
 from nas.cli.common import run
+from nas.study import cost, record, selection
 
 OLD_STUDY = Path(__file__).parent / "data" / "study-v0.1.0.db"
 

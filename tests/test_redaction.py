@@ -11,8 +11,8 @@ import sys
 import optuna
 import pytest
 
-from nas.study.storage import StorageError, faults, load_study, open_storage, redact
 from nas.study.config import dashboard_command, shell_storage, storage_note
+from nas.study.storage import StorageError, faults, load_study, open_storage, redact
 
 PW = "S3cret-pw_9"  # no shell or URL metacharacters: it would show unescaped if leaked
 

@@ -6,12 +6,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from nas.arch.space import params_of, random_members
 from nas.cli.common import UserError
+from nas.cli.search import parse_args
+from nas.study.config import SearchConfig, summary
 from nas.study.record import count_trained, was_trained
 from nas.study.runner import search
-from nas.cli.search import parse_args
-from nas.arch.space import params_of, random_members
-from nas.study.config import SearchConfig, summary
 from tests.helpers import tiny_config
 
 

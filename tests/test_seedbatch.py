@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from nas.arch.build import build
+from nas.arch.spec import ArchSpec, Block, Conv1x1, Conv3x3, Head, MaxPool
+from nas.arch.zoo import REFERENCE
 from nas.training.data import load_mnist
 from nas.training.seedbatch import build_grouped, pack, train_seeds, unpack
-from nas.arch.spec import ArchSpec, Block, Conv1x1, Conv3x3, Head, MaxPool
 from nas.training.trainer import TrainConfig, train
-from nas.arch.zoo import REFERENCE
 
 
 def _specs() -> list[ArchSpec]:

@@ -7,11 +7,11 @@ import optuna
 import pytest
 from optuna.trial import FixedTrial
 
-from nas.study import selection
 from nas.arch.plan import plan
 from nas.arch.space import (MAX_WIDTH, V2_HEADS, rejection, sample_shape_v2, sample_spec_v2,
-                              smallest, start_members)
+                            smallest, start_members)
 from nas.arch.spec import ArchSpec, Block, Conv3x3, Head, MaxPool, SpecError
+from nas.study import selection
 
 
 def _draws(n: int, seed: int):
@@ -96,8 +96,8 @@ def test_a_version_2_study_searches_keeps_its_version_and_retrains_its_finalists
         tmp_path, tiny_mnist_dir):
     from dataclasses import replace
 
-    from nas.study import record
     from nas.cli.common import UserError
+    from nas.study import record
     from nas.study.runner import search
     from tests.helpers import tiny_config
 

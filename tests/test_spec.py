@@ -141,7 +141,8 @@ def _spec_dict(blocks: int = 1, convs: int = 1, channels: int = 8) -> dict:
 
 def test_json_depth_counts_brackets_outside_strings_only():
     assert nas.arch.spec.json_depth('{"a": [1, {"b": "[[[[\\"]]]]"}]}') == 3
-    assert nas.arch.spec.json_depth(REFERENCE["pool_bn_19k"]().to_json()) <= nas.arch.spec.MAX_JSON_DEPTH
+    assert nas.arch.spec.json_depth(REFERENCE["pool_bn_19k"]().to_json()) <= \
+        nas.arch.spec.MAX_JSON_DEPTH
 
 
 @pytest.mark.parametrize("text, message", [

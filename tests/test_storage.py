@@ -13,9 +13,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nas.study import recovery, selection
-from nas.study import record
 from nas.cli.common import UserError
+from nas.study import record, recovery, selection
 from nas.study.runner import search
 from nas.study.storage import StorageError, check_url, faults, load_study, open_storage
 from tests.helpers import tiny_config
@@ -242,8 +241,8 @@ def test_another_optuna_schema_version_is_one_line(tmp_path, tiny_mnist_dir, rev
         con.execute("UPDATE version_info SET library_version = '99.0.0'")
     url = f"sqlite:///{db}"
     for module, args in (("export", ["--out", str(tmp_path / "e")]),
-                         ("search", ["--trials", "1", "--data-dir", str(tiny_mnist_dir), "--val-size", "100",
-                                     "--no-progress"])):
+                         ("search", ["--trials", "1", "--data-dir", str(tiny_mnist_dir),
+                                     "--val-size", "100", "--no-progress"])):
         line = one_line(cli(module, "--storage", url, *args, cwd=tmp_path))
         assert line.startswith(f"python -m nas.{module}: error: storage {url}: ")
         assert "no longer compatible with the table schema" in line and advice in line

@@ -7,14 +7,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas.training import trainer as train_module
-from nas.training.data import load_mnist
 from nas.arch.spec import ArchSpec, Block, Conv3x3, Head, MaxPool
-from nas.training.data import DataError, Split
-from nas.training.trainer import (ConfigError, DeviceError, EpochReport, TrainConfig, TrainingDiverged,
-                       _CpuDropout, _training_view, check_data, images_per_epoch, one_cycle,
-                       precision_for, resolve_device, resolve_precision, steps_per_epoch, train)
 from nas.arch.zoo import bn_dropout_16k
+from nas.training import trainer as train_module
+from nas.training.data import DataError, Split, load_mnist
+from nas.training.trainer import (ConfigError, DeviceError, EpochReport, TrainConfig,
+                                  TrainingDiverged, _CpuDropout, _training_view, check_data,
+                                  images_per_epoch, one_cycle, precision_for, resolve_device,
+                                  resolve_precision, steps_per_epoch, train)
 
 FAST = TrainConfig(epochs=2, batch_size=64, lr=0.1, eval_batch_size=256)
 

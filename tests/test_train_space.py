@@ -10,11 +10,10 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FixedTrial, create_trial
 
-from nas.study import selection
-from nas.study import record
+from nas.arch.zoo import bn_dropout_16k
+from nas.study import record, selection
 from nas.training.space import SWEEP, TRAIN_PREFIX, sample_train
 from nas.training.trainer import TrainConfig
-from nas.arch.zoo import bn_dropout_16k
 
 
 def test_fixed_suggests_nothing_and_changes_nothing():

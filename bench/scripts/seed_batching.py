@@ -21,12 +21,12 @@ from pathlib import Path
 
 import torch
 
+from nas.arch.spec import ArchSpec
+from nas.arch.zoo import bn_dropout_16k
 from nas.training.data import load_mnist
 from nas.training.host import cpu_flags, use_threads
 from nas.training.seedbatch import train_seeds
-from nas.arch.spec import ArchSpec
 from nas.training.trainer import TrainConfig, precision_for, train
-from nas.arch.zoo import bn_dropout_16k
 
 IMAGES, ROUNDS, SEEDS = 5_000, 3, (1, 2, 3, 5)
 

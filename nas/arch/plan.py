@@ -1,8 +1,9 @@
 """The layer plan: one spec unrolled into the exact list of layers it builds.
 
-This is the single source of truth shared by the builder (:mod:`nas.arch.build`), the standalone
-source generator (:mod:`nas.export.codegen`), the parameter count and the published-style layer table,
-and the one place that checks shapes: a spec whose map would shrink below 1x1 has no plan.
+This is the single source of truth shared by the builder (:mod:`nas.arch.build`), the
+standalone source generator (:mod:`nas.export.codegen`), the parameter count and the
+published-style layer table, and the one place that checks shapes: a spec whose map would
+shrink below 1x1 has no plan.
 It needs no torch: shapes, parameters and receptive fields are plain arithmetic.
 
 Receptive field arithmetic (Araujo et al., "Computing receptive fields of CNNs", Distill 2019):
@@ -19,7 +20,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from nas.arch.spec import (ArchSpec, BatchNorm, Conv1x1, Conv3x3, Dropout, Head, MaxPool, SpecError,
-                      TransitionOp)
+                           TransitionOp)
 
 HEAD_START = ("gap", "flatten")  # the layer kinds that begin a head: every layer from there on
 # sees the whole feature map (a gap_conv head's 1x1 conv and a classifier included)

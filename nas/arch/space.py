@@ -24,8 +24,8 @@ import optuna
 from optuna.trial import FixedTrial
 
 from nas.arch.plan import Plan, plan
-from nas.arch.spec import (ArchSpec, BatchNorm, Block, Conv1x1, Conv3x3, Dropout, HEAD_KINDS, Head,
-                      MaxPool, ORDERS, SpecError, TransitionOp)
+from nas.arch.spec import (HEAD_KINDS, ORDERS, ArchSpec, BatchNorm, Block, Conv1x1, Conv3x3,
+                           Dropout, Head, MaxPool, SpecError, TransitionOp)
 
 CHANNELS = (8, 10, 12, 16, 20, 24, 28, 32)
 TRANSITION_CHANNELS = (0, 8, 10, 12, 16)  # 0: no 1x1 conv

@@ -22,19 +22,17 @@ from typing import TYPE_CHECKING
 import optuna
 import torch
 
-from nas.study import uploads
-from nas.study import selection
-from nas.study import record
-from nas.study.table import write_csv
-from nas.study.artifacts import artifact_dir, open_store, study_folders
-from nas.cli.common import (ARTIFACT_DIR_HELP, Parser, describe, make_dir, nonneg_int, run)
+from nas.arch.plan import plan
+from nas.arch.spec import ArchSpec
+from nas.cli.common import ARTIFACT_DIR_HELP, Parser, describe, make_dir, nonneg_int, run
 from nas.errors import UserError
 from nas.export.codegen import model_source, recipe_of
-from nas.arch.plan import plan
 from nas.export.onnx import INPUT_NAME, input_contract, metadata, write_onnx
-from nas.training.dataset import Dataset
-from nas.arch.spec import ArchSpec
+from nas.study import record, selection, uploads
+from nas.study.artifacts import artifact_dir, open_store, study_folders
 from nas.study.storage import faults, load_study, open_storage, redact
+from nas.study.table import write_csv
+from nas.training.dataset import Dataset
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore

@@ -2,9 +2,9 @@
 
 Each seed trains the trial's recorded spec with its recorded training settings on all the study's
 training images (MNIST: 60,000) and is evaluated on its test images after every epoch. The data
-are the study's own (its recorded --dataset and folder); other data are refused in one line. The figure that
-counts is the *final* epoch's test accuracy (choosing the best epoch would be selection on the
-test set), reported per seed and as mean ± sample standard deviation.
+are the study's own (its recorded --dataset and folder); other data are refused in one line.
+The figure that counts is the *final* epoch's test accuracy (choosing the best epoch would be
+selection on the test set), reported per seed and as mean ± sample standard deviation.
 """
 
 from __future__ import annotations
@@ -21,25 +21,23 @@ from typing import TYPE_CHECKING, Any
 import optuna
 import torch
 
-from nas.study import uploads
-from nas.study import selection
-from nas.training import checkpoint
-from nas.study import record
-from nas.study.artifacts import ArtifactError, open_store
+from nas.arch.plan import plan
+from nas.arch.spec import ArchSpec
+from nas.arch.zoo import CHALLENGE_ACCURACY, CHALLENGE_EPOCHS, REFERENCE
 from nas.cli.common import (ARTIFACT_DIR_HELP, DATASET_HELP, DEVICE_HELP, NAMED_DATA_DIR_HELP,
-                            Parser, describe, make_dir, nonneg_int, positive_int,
-                            resolve_dataset, run)
+                            Parser, describe, make_dir, nonneg_int, positive_int, resolve_dataset,
+                            run)
 from nas.errors import UserError
+from nas.export.onnx import metadata, write_onnx
+from nas.study import record, selection, uploads
+from nas.study.artifacts import ArtifactError, open_store
 from nas.study.config import data_identity, data_words
+from nas.study.storage import StorageError, check_writable, faults, load_study, open_storage
+from nas.training import checkpoint
 from nas.training.data import MNIST as Loaded
 from nas.training.sources import is_name, load_data
-from nas.arch.plan import plan
-from nas.export.onnx import metadata, write_onnx
-from nas.arch.spec import ArchSpec
-from nas.study.storage import StorageError, check_writable, faults, load_study, open_storage
-from nas.training.trainer import (PRECISIONS, EpochReport, TrainConfig, TrainingDiverged, check_data,
-                       device_name, resolve_device, train)
-from nas.arch.zoo import CHALLENGE_ACCURACY, CHALLENGE_EPOCHS, REFERENCE
+from nas.training.trainer import (PRECISIONS, EpochReport, TrainConfig, TrainingDiverged,
+                                  check_data, device_name, resolve_device, train)
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore

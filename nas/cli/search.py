@@ -13,19 +13,19 @@ from collections.abc import Sequence
 
 import optuna
 
+from nas.arch.space import SPACE_VERSIONS
+from nas.arch.zoo import CHALLENGE_EPOCHS
+from nas.cli.common import (ARTIFACT_DIR_HELP, DATASET_HELP, DEVICE_HELP, NAMED_DATA_DIR_HELP,
+                            Parser, describe, nonneg_int, positive_float, positive_int,
+                            resolve_dataset, run)
 from nas.errors import UserError
 from nas.study.budget import parse_duration
-from nas.cli.common import (ARTIFACT_DIR_HELP, DATASET_HELP, NAMED_DATA_DIR_HELP, DEVICE_HELP, Parser,
-                            describe, nonneg_int, positive_float, positive_int,
-                            resolve_dataset, run)
+from nas.study.config import PRUNERS, SAMPLERS, SearchConfig, default_study_name, summary
+from nas.study.runner import search
 from nas.training.dataset import NAMED
 from nas.training.sources import is_name, name_of
-from nas.study.runner import search
-from nas.arch.space import SPACE_VERSIONS
 from nas.training.space import TRAIN_SPACES
-from nas.study.config import PRUNERS, SAMPLERS, SearchConfig, default_study_name, summary
 from nas.training.trainer import PRECISIONS, TrainConfig
-from nas.arch.zoo import CHALLENGE_EPOCHS
 
 
 def duration(text: str) -> float:

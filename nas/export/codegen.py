@@ -9,11 +9,10 @@ from __future__ import annotations
 import textwrap
 
 from nas import __version__
-from nas.training.dataset import MNIST, Dataset
 from nas.arch.build import MODULES
 from nas.arch.plan import plan
 from nas.arch.spec import ArchSpec
-
+from nas.training.dataset import MNIST, Dataset
 
 # The training settings ``fit`` reads (TrainConfig fields that change the math; the device,
 # precision and speed switches stay with nas).

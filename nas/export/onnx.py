@@ -23,11 +23,11 @@ import torch
 from torch import nn
 
 from nas import __version__
-from nas.training.augment import normalize
-from nas.training.dataset import MNIST, Dataset
 from nas.arch.build import build
 from nas.arch.plan import plan
 from nas.arch.spec import ArchSpec
+from nas.training.augment import normalize
+from nas.training.dataset import MNIST, Dataset
 
 INPUT_NAME, OUTPUT_NAME = "pixels_uint8", "logits"
 

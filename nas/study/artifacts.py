@@ -26,8 +26,8 @@ from typing import BinaryIO
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.artifacts.exceptions import ArtifactNotFound
 
-from nas.study.storage import file_of
 from nas.errors import ArtifactError
+from nas.study.storage import file_of
 
 SERVER_DEFAULT = Path("nas-artifacts")
 

@@ -128,9 +128,9 @@ def measure_rate(device: torch.device, cfg: SearchConfig, images: int = 2048) ->
     CPU; reads no data set."""
     import torch
 
+    from nas.arch.zoo import bn_dropout_16k
     from nas.training.data import Split
     from nas.training.trainer import device_name, evaluate, train
-    from nas.arch.zoo import bn_dropout_16k
 
     device = torch.device(device)
     g = torch.Generator().manual_seed(0)

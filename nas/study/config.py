@@ -20,19 +20,17 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.study import selection
-from nas.study import recovery
-from nas.study import cost
-from nas.study import artifacts, record
-from nas.study.importance import importance_line
+from nas.arch.space import Input, start_members
 from nas.errors import UserError
-from nas.training.data import DEFAULT_DATA_DIR, load_mnist
+from nas.study import artifacts, cost, record, recovery, selection
+from nas.study.importance import importance_line
+from nas.study.storage import (GRACE_S, HEARTBEAT_S, JOURNAL_PREFIX, faults, has_password,
+                               open_storage, redact, study_names)
+from nas.training.data import DEFAULT_DATA_DIR
 from nas.training.data import MNIST as Loaded
+from nas.training.data import load_mnist
 from nas.training.dataset import MNIST, NAMED, Dataset
 from nas.training.sources import is_name, load_data
-from nas.arch.space import Input, start_members
-from nas.study.storage import (GRACE_S, HEARTBEAT_S, JOURNAL_PREFIX, faults, has_password,
-                         open_storage, redact, study_names)
 from nas.training.trainer import TrainConfig
 
 SAMPLERS = ("tpe", "random")
@@ -73,7 +71,8 @@ class SearchConfig:
     finalists: int = 5  # architectures retrained with the full schedule at the end
     finalist_seeds: int = 3  # seeds of each finalist: the measured seed std is ~0.2 points
     timeout: float | None = None  # seconds for the search stage (Optuna's timeout)
-    artifact_dir: str | None = None  # the trials' files; None: beside the database (nas.study.artifacts)
+    # The trials' files; None: beside the database (nas.study.artifacts).
+    artifact_dir: str | None = None
     # The search space's version (nas.arch.space): what a new study samples. Version 1
     # stays the default until a search with version 2 has been measured (README "Results").
     space: int = 1
@@ -88,8 +87,8 @@ class SearchConfig:
 
     def proxy_schedule(self) -> TrainConfig:
         """The search stage's training settings: the full ones on the proxy schedule."""
-        return replace(self.full_schedule, epochs=min(self.proxy_epochs or self.full_schedule.epochs,
-                                                      self.full_schedule.epochs))
+        full = self.full_schedule
+        return replace(full, epochs=min(self.proxy_epochs or full.epochs, full.epochs))
 
     def identity(self) -> dict[str, Any]:
         """What must match for trials to be comparable: resuming with other values is refused.

@@ -51,7 +51,7 @@ class Objective:
     val_split: Split
     device: torch.device
     on_epoch: Callable[[Trial, EpochReport], None] | None = None  # progress display
-    artifacts: Any = None  # an Optuna ArtifactStore (nas.study.artifacts.open_store); None: no files
+    artifacts: Any = None  # an Optuna ArtifactStore (nas.study.artifacts.open_store); None: none
     # The TrialLost the last call raised. Optuna's optimize cannot tell a trial that another
     # process finished ("Cannot tell a FAIL trial") and raises that instead: the runner looks
     # here to tell it from a bug (nas.study.runner._optimize).

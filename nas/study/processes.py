@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 
-
 class Interrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM arrived; ``signum`` says which."""
 

@@ -29,16 +29,16 @@ import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from nas import __version__
-from nas.study.artifacts import valid_artifact_id
 from nas.arch.plan import Plan, plan
-from nas.study.processes import ProcessRecordError, check_process, this_process
-from nas.training.space import train_params
 from nas.arch.spec import (MAX_CLASSES, MAX_IN_CHANNELS, MAX_INPUT_SIZE, ArchSpec, SpecError,
                            short_repr)
-from nas.training.dataset import MNIST, NAMED, Dataset
-from nas.training.checkpoint import versions
-from nas.training.trainer import ConfigError, TrainConfig
 from nas.errors import RecordError
+from nas.study.artifacts import valid_artifact_id
+from nas.study.processes import ProcessRecordError, check_process, this_process
+from nas.training.checkpoint import versions
+from nas.training.dataset import MNIST, NAMED, Dataset
+from nas.training.space import train_params
+from nas.training.trainer import ConfigError, TrainConfig
 
 # -- trial user attributes ---------------------------------------------------------------------
 SPEC = "spec"  # the ArchSpec as JSON text

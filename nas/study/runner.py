@@ -27,23 +27,20 @@ from typing import Any
 import optuna
 import torch
 
-from nas.study.stages import Stage, stages_of
-from nas.study import selection
-from nas.study import recovery
-from nas.study import record
-from nas.errors import UserError
+from nas.arch.plan import param_count
+from nas.arch.space import smallest
+from nas.errors import UserError, WorkerDied
+from nas.study import record, recovery, selection
 from nas.study.artifacts import open_store
 from nas.study.budget import describe, fit_budget, measure_rate, plan_stages
-from nas.arch.plan import param_count
-from nas.study.objective import Objective
-from nas.errors import WorkerDied
-from nas.study.processes import Interrupted, die_with_parent, handle_signals
-from nas.arch.space import smallest
-from nas.training.data import load_mnist
-from nas.study.storage import (check_url, check_writable, faults, open_storage,
-                         quiet_storage_faults_in_threads)
 from nas.study.config import (SearchConfig, data_of, finalist_markdown, input_of, make_pruner,
-                       make_sampler, prepare_study)
+                              make_sampler, prepare_study)
+from nas.study.objective import Objective
+from nas.study.processes import Interrupted, die_with_parent, handle_signals
+from nas.study.stages import Stage, stages_of
+from nas.study.storage import (check_url, check_writable, faults, open_storage,
+                               quiet_storage_faults_in_threads)
+from nas.training.data import load_mnist
 from nas.training.host import use_threads
 from nas.training.trainer import EpochReport, TrainingDiverged, resolve_device
 

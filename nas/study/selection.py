@@ -53,7 +53,8 @@ class Finalist:
 
     def per_image(self) -> list[float] | None:
         """Each validation image's share of seeds that got it right; None unless every run
-        recorded its images (:func:`nas.study.record.write_val_correct`) on the same number of images."""
+        recorded its images (:func:`nas.study.record.write_val_correct`) on the same number
+        of images."""
         rows = [record.val_correct_of(t) for t in self.runs]
         if not rows or any(r is None for r in rows) or len({len(r) for r in rows}) != 1:
             return None
@@ -137,17 +138,19 @@ def select_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
 
 def earlier_same_arch(study: optuna.Study, trial: Trial, key: str) -> FrozenTrial | None:
     """The first search-stage trial before ``trial`` that trained (or is training) the
-    candidate ``key`` (:func:`nas.study.record.candidate_key`: architecture and training settings), if any.
-    Lower numbers win, so of two workers that drew the same candidate at once exactly one
-    trains it."""
+    candidate ``key`` (:func:`nas.study.record.candidate_key`: architecture and training
+    settings), if any. Lower numbers win, so of two workers that drew the same candidate at
+    once exactly one trains it."""
     for t in study.get_trials(deepcopy=False):
         if t.number >= trial.number:
             break
         if record.stage_of(t) != record.SEARCH:
             continue
-        if record.outcome_of(t) in (record.REJECTED, record.DUPLICATE, record.INTERRUPTED) or not record.has_spec(t):
+        if record.outcome_of(t) in (record.REJECTED, record.DUPLICATE, record.INTERRUPTED) or \
+                not record.has_spec(t):
             continue
-        if t.state in (TrialState.FAIL, TrialState.WAITING) and record.outcome_of(t) != record.FAILED:
+        if t.state in (TrialState.FAIL, TrialState.WAITING) and \
+                record.outcome_of(t) != record.FAILED:
             continue  # died before it finished: nothing to reuse
         if record.candidate_key(t) == key:
             return t

@@ -40,9 +40,10 @@ def write_replay(study: optuna.Study, trial: FrozenTrial, report: dict[str, Any]
     With ``store``, ``files`` (each seed's weights, ``model.onnx``, the reports) are uploaded
     first. Optuna refuses artifacts on a finished trial (UpdateFinishedTrialError), and a
     replay comes after its trial finished, so they are *study* artifacts named
-    ``trial<N>-<name>``; the record keeps their ids under :data:`nas.study.record.REPLAY_ARTIFACTS` and names
-    the weights by file name, never by a local path, and the note links them. Without a
-    store (or from nas 0.1) ``weights`` holds the absolute paths the replay wrote.
+    ``trial<N>-<name>``; the record keeps their ids under
+    :data:`nas.study.record.REPLAY_ARTIFACTS` and names the weights by file name, never by a
+    local path, and the note links them. Without a store (or from nas 0.1) ``weights`` holds
+    the absolute paths the replay wrote.
     """
     rec = {k: report[k] for k in record.REPLAY_KEYS}
     if store is not None and files:

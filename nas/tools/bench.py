@@ -7,9 +7,10 @@ versions and the command line:
    images two ways: (a) the conventional pipeline people use for this challenge —
    ``torchvision.datasets.MNIST`` with ``RandomRotation``, ``ToTensor``, ``Normalize``, a
    shuffled ``DataLoader`` (batch 128, 2 workers), fp32, default memory format, SGD with
-   momentum; (b) ``nas.training.trainer.train`` with its defaults. Rounds alternate a, b, a, b … so drift on
-   a shared machine hits both; each measurement runs in a fresh process so its peak host memory
-   (VmHWM) is its own. Reported: images/s, seconds per 60,000-image epoch, peak memory, b/a.
+   momentum; (b) ``nas.training.trainer.train`` with its defaults. Rounds alternate a, b, a,
+   b … so drift on a shared machine hits both; each measurement runs in a fresh process so
+   its peak host memory (VmHWM) is its own. Reported: images/s, seconds per 60,000-image
+   epoch, peak memory, b/a.
 2. **One candidate**: wall time of one complete candidate with the schedule ``nas.search``
    uses (``--candidate-epochs``, default the full default schedule), evaluation included.
 3. **Search throughput**: trained candidates per hour of a real ``nas.search`` search stage
@@ -48,19 +49,19 @@ from typing import Any
 
 import torch
 
-from nas.training import checkpoint
-from nas.study import record
+from nas.arch.plan import plan
+from nas.arch.spec import ArchSpec
+from nas.arch.zoo import bn_dropout_16k
 from nas.cli.common import (DATA_DIR_HELP, DEVICE_HELP, Parser, describe, nonneg_int, positive_int,
                             run)
 from nas.errors import UserError
+from nas.study import record
+from nas.training import checkpoint
 from nas.training.data import DEFAULT_DATA_DIR, FILES, Split, load_mnist
 from nas.training.dataset import MNIST as DATASET  # the data set both pipelines train on
 from nas.training.host import cpu_flags, cpu_model, use_threads
-from nas.arch.plan import plan
-from nas.arch.spec import ArchSpec
 from nas.training.trainer import (PRECISIONS, TrainConfig, device_name, images_per_epoch,
                                   precision_for, resolve_device, train)
-from nas.arch.zoo import bn_dropout_16k
 
 MiB = 2**20
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -331,8 +332,8 @@ def search_rate(workers: Sequence[int], trials: int, epochs: int, device: str, d
     (``candidate_epochs`` on ``candidate_images``, as :func:`nas.study.budget.plan_stages`
     plans it)."""
     from nas.study.budget import plan_stages
-    from nas.study.runner import search
     from nas.study.config import SearchConfig
+    from nas.study.runner import search
 
     base = replace(train_cfg or TrainConfig(), epochs=epochs)
     n_val = _n_val(data_dir)

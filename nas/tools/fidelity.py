@@ -27,28 +27,27 @@ import signal
 import subprocess
 import sys
 import time
-from statistics import fmean, stdev
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from statistics import fmean, stdev
 from typing import Any
 
 import optuna
 import torch
+from optuna.trial import FixedTrial
 
-from nas.training import checkpoint
+from nas.arch.plan import plan
+from nas.arch.space import SPACE_VERSIONS, random_members, sample, start_members
+from nas.arch.spec import ArchSpec
 from nas.cli.common import (DATA_DIR_HELP, DEVICE_HELP, Parser, describe, nonneg_int, positive_int,
                             run)
 from nas.errors import UserError
+from nas.study.config import make_pruner
+from nas.study.processes import die_with_parent
+from nas.training import checkpoint
 from nas.training.data import DEFAULT_DATA_DIR, Split, load_mnist
 from nas.training.host import cpu_flags, cpu_model, use_threads
-from nas.arch.plan import plan
-from nas.study.processes import die_with_parent
-from optuna.trial import FixedTrial
-
-from nas.arch.space import SPACE_VERSIONS, random_members, sample, start_members
-from nas.arch.spec import ArchSpec
-from nas.study.config import make_pruner
 from nas.training.trainer import (TrainConfig, TrainingDiverged, device_name, images_per_epoch,
                                   resolve_device, train, use_bf16)
 
@@ -144,12 +143,13 @@ def host_info(device: torch.device) -> dict[str, Any]:
 def code_version() -> dict[str, str]:
     """The git commit and a hash of the trainer's sources as imported. The working tree may be
     edited between sessions: runs with different hashes were trained by different code."""
-    import nas.training.augment
     import nas.arch.build
+    import nas.training.augment
     import nas.training.trainer
 
+    sources = (nas.training.trainer, nas.training.augment, nas.arch.build)
     h = hashlib.sha256(b"".join(Path(m.__file__).read_bytes()  # type: ignore[arg-type]
-                                for m in (nas.training.trainer, nas.training.augment, nas.arch.build)))
+                                for m in sources))
     git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                          cwd=Path(__file__).parent, check=False)
     return {"commit": git.stdout.strip() or "unknown", "trainer_sha256": h.hexdigest()[:12]}
@@ -383,7 +383,8 @@ def write_report(out: Path, stem: str, header: dict[str, Any], runs: list[dict[s
     done = {(r["candidate"], r["proxy"], r["seed"]) for r in runs}
     todo = [j for j in jobs if (j.candidate, j.proxy, j.seed) not in done]
     rep = {"command": command, "first_command": header["command"],
-           "date": time.strftime("%Y-%m-%d %H:%M %Z"), "host": host, "versions": checkpoint.versions(),
+           "date": time.strftime("%Y-%m-%d %H:%M %Z"), "host": host,
+           "versions": checkpoint.versions(),
            "identity": header["identity"], "candidates": header.get("candidates"),
            "runs_done": len(jobs) - len(todo), "runs_planned": len(jobs), "partial": bool(todo),
            "analysis": analyze(runs, header["identity"])}

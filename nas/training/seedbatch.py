@@ -27,14 +27,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas.training.augment import normalize, random_affine
 from nas.arch.build import build, make_layer
-from nas.training.data import Split
 from nas.arch.plan import Layer, plan
 from nas.arch.spec import ArchSpec
-from nas.training.trainer import (EpochReport, TrainConfig, TrainingDiverged, TrainResult, WeightAverage,
-                       _as_images, _training_view, autocast, make_optimizer, precision_for,
-                       optimizer_step, seed_everything, steps_per_epoch)
+from nas.training.augment import normalize, random_affine
+from nas.training.data import Split
+from nas.training.trainer import (EpochReport, TrainConfig, TrainingDiverged, TrainResult,
+                                  WeightAverage, _as_images, _training_view, autocast,
+                                  make_optimizer, optimizer_step, precision_for, seed_everything,
+                                  steps_per_epoch)
 
 
 class GroupedFlatten(nn.Module):
@@ -146,10 +147,11 @@ def train_seeds(spec: ArchSpec, train_split: Split, eval_split: Split, cfg: Trai
                 callback: Callable[[int, EpochReport], None] | None = None
                 ) -> list[TrainResult]:
     """Train ``build(spec)`` once per seed of ``seeds`` (``cfg.seed`` is ignored), all at once
-    as one grouped network; returns one :class:`~nas.training.trainer.TrainResult` per seed, in order, as
-    :func:`nas.training.trainer.train` would (its ``model`` a separate ``build(spec)``). ``callback``
-    gets ``(copy index, report)`` after every epoch for every copy. Raises
-    :class:`~nas.training.trainer.TrainingDiverged` when any copy's loss is not finite."""
+    as one grouped network; returns one :class:`~nas.training.trainer.TrainResult` per seed,
+    in order, as :func:`nas.training.trainer.train` would (its ``model`` a separate
+    ``build(spec)``). ``callback`` gets ``(copy index, report)`` after every epoch for every
+    copy. Raises :class:`~nas.training.trainer.TrainingDiverged` when any copy's loss is not
+    finite."""
     t_start = time.perf_counter()
     device = torch.device(device)
     copies = len(seeds)

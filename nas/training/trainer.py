@@ -22,14 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas.training.augment import normalize, random_affine, random_hflip
-from nas.training.dataset import MNIST, Dataset
 from nas.arch.build import build
-from nas.training.data import DataError, Split
-from nas.training.host import cpu_flags
 from nas.arch.spec import ArchSpec, short_repr
 from nas.errors import ConfigError, DeviceError
-
+from nas.training.augment import normalize, random_affine, random_hflip
+from nas.training.data import DataError, Split
+from nas.training.dataset import MNIST, Dataset
+from nas.training.host import cpu_flags
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # what TrainConfig.precision may ask for
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # fp32: no autocast
@@ -209,8 +208,8 @@ def images_per_epoch(n: int, batch_size: int) -> int:
 
 
 def check_data(spec: ArchSpec, split: Split, what: str) -> None:
-    """Raise :class:`~nas.training.data.DataError` unless ``split`` is what ``spec`` takes: at least one
-    image, each ``in_channels`` x ``input_size`` x ``input_size`` (N x H x W is one channel),
+    """Raise :class:`~nas.errors.DataError` unless ``split`` is what ``spec`` takes: at least
+    one image, each ``in_channels`` x ``input_size`` x ``input_size`` (N x H x W is one channel),
     labels from 0 to ``num_classes - 1``. A network with a global-average-pool head runs on any
     image size, so without this 32x32 images trained an in1x28 spec and were recorded as
     complete; labels past the classes crashed inside the loss."""

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
+from nas.arch.zoo import REFERENCE
 from nas.training.data import load_mnist
 from nas.training.trainer import TrainConfig, train
-from nas.arch.zoo import REFERENCE
 
 
 def main(out: Path) -> None:

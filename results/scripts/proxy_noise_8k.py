@@ -12,11 +12,11 @@ from pathlib import Path
 
 import optuna
 
-from nas.study import record
-from nas.training.data import load_mnist
 from nas.arch.spec import ArchSpec
-from nas.study.storage import open_storage
+from nas.study import record
 from nas.study.config import SearchConfig
+from nas.study.storage import open_storage
+from nas.training.data import load_mnist
 from nas.training.trainer import TrainConfig, train
 
 

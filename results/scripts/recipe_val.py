@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
+from nas.arch.spec import ArchSpec
 from nas.training.data import load_mnist
 from nas.training.host import cpu_flags, use_threads
-from nas.arch.spec import ArchSpec
 from nas.training.trainer import TrainConfig, train
 
 
