@@ -378,8 +378,7 @@ def summary(study: optuna.Study, cfg: SearchConfig, top: int = 5) -> str:
     lines = [f"study {study.study_name!r} in {redact(cfg.storage)}: {n_trained} trained "
              f"({len(done)} complete, {count[record.PRUNED]} pruned, {count[record.FAILED]} "
              f"failed), {count[record.REJECTED]} rejected before training, "
-             f"{count[record.DUPLICATE]} duplicates, {count[record.INTERRUPTED]} interrupted "
-             f"(their candidates queued again)",
+             f"{count[record.DUPLICATE]} duplicates, {count[record.INTERRUPTED]} interrupted",
              cost.search_cost(study, cfg.full_schedule.epochs).line()]
     if done:
         epochs = cfg.proxy_schedule().epochs
