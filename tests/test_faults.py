@@ -261,7 +261,7 @@ def test_a_foreign_study_is_refused_by_every_command(db, small_mnist_dir):
 # nas.search with Optuna's heartbeat at 1 s and its grace period at 3 s (SearchConfig.heartbeat;
 # the real ones are 30 s and 120 s), so that a pause of a few seconds outlives the grace period.
 SHORT_HEARTBEAT = ("import dataclasses\n"
-                   "from nas import search\n"
+                   "from nas.cli import search\n"
                    "parse = search.parse_args\n"
                    "def short(argv):\n"
                    "    cfg, progress = parse(argv)\n"
