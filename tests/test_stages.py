@@ -7,6 +7,7 @@ import torch
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
+from nas.arch.zoo import bn_dropout_16k
 from nas.study import record
 from nas.study.config import SearchConfig
 from nas.study.stages import FinalistStage, SearchStage, by_name, stages_of
@@ -67,3 +68,39 @@ def test_search_stage_queues_nothing_when_its_trials_are_trained():
     _interrupted(study, 0.1)
     assert SearchStage(SearchConfig(trials=0)).queue(study) == 0
     assert not study.get_trials(states=(TrialState.WAITING,))
+
+
+def _searched(study: optuna.Study, value: float, lr: float) -> None:
+    spec = bn_dropout_16k(dropout=value / 10)  # a distinct architecture per candidate
+    study.add_trial(create_trial(
+        value=value, params={"train_lr": lr},
+        distributions={"train_lr": CategoricalDistribution((0.1, 0.2))},
+        user_attrs={record.OUTCOME: record.COMPLETE, record.SPEC: spec.to_json(),
+                    record.ARCH_KEY: spec.key()}))
+
+
+def test_finalists_waiting_or_running_are_not_queued_again_on_resume():
+    """Was: a queued finalist of a study with training settings has no params until it runs,
+    so its candidate key lacked the settings and every resume queued all finalists again."""
+    study = optuna.create_study(direction="maximize")
+    for value, lr in ((0.9, 0.1), (0.8, 0.2), (0.7, 0.1)):
+        _searched(study, value, lr)
+    stage = FinalistStage(CFG)  # 2 finalists x 3 seeds
+    assert stage.queue(study) == 6
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert sorted((record.queued_params(t)["train_lr"], record.finalist_seed(t))
+                  for t in waiting) == [(0.1, 0), (0.1, 1), (0.1, 2), (0.2, 0), (0.2, 1), (0.2, 2)]
+    for _ in range(2):  # a resume, and one more
+        assert stage.queue(study) == 6
+        assert len(study.get_trials(states=(TrialState.WAITING,))) == 6
+    # One starts running, one is interrupted: only the interrupted one is queued again.
+    running, broken = waiting[0], waiting[1]
+    study._storage.set_trial_state_values(running._trial_id, TrialState.RUNNING)
+    study._storage.set_trial_state_values(broken._trial_id, TrialState.RUNNING)
+    record.mark_interrupted(study._storage, broken._trial_id, "interrupted")
+    study._storage.set_trial_state_values(broken._trial_id, TrialState.FAIL)
+    assert stage.queue(study) == 5
+    again = [t for t in study.get_trials(states=(TrialState.WAITING,))
+             if t.number > waiting[-1].number]
+    assert [(record.queued_params(t), record.finalist_seed(t)) for t in again] == \
+        [(record.queued_params(broken), record.finalist_seed(broken))]

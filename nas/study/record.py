@@ -483,7 +483,11 @@ def candidate_key(trial: FrozenTrial | Trial) -> str | None:
     search training settings, those settings (the trial's ``train_`` parameters). A study
     without a training space has candidate keys equal to architecture keys, as before."""
     key = key_of(trial)  # type: ignore[arg-type]
-    settings = train_params(trial.params)
+    # A queued trial has no parameters of its own until it has suggested them: its settings
+    # are the ones it was queued with (compared on params, a waiting finalist looked like a
+    # new candidate and every resume queued it again).
+    params = queued_params(trial) if isinstance(trial, FrozenTrial) else trial.params
+    settings = train_params(params)
     if key is None or not settings:
         return key
     return key + "|" + json.dumps(settings, sort_keys=True, separators=(",", ":"))
