@@ -10,6 +10,7 @@ import resource
 import shlex
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -270,6 +271,27 @@ SHORT_HEARTBEAT = ("import dataclasses\n"
                    "search.cli()\n")
 
 
+def pause_outside_a_write(pid: int, db: str, tries: int = 200) -> None:
+    """SIGSTOP ``pid`` at a moment it holds no SQLite write lock. A process stopped inside a
+    write transaction holds the lock until it runs again, so no other process can write (not
+    even the heartbeat that is to fail its trial): SQLite's nature, not this test's subject,
+    and it made the test fail now and then with "database is locked"."""
+    path = db.removeprefix("sqlite:///")
+    for _ in range(tries):
+        os.kill(pid, signal.SIGSTOP)
+        con = sqlite3.connect(path, timeout=0.2, isolation_level=None)
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:  # stopped inside a write: let it finish, try again
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.05)
+        finally:
+            con.close()
+    raise AssertionError(f"process {pid} held the write lock at each of {tries} tries")
+
+
 def test_a_worker_paused_past_the_heartbeat_grace_keeps_the_run_alive(db, small_mnist_dir):
     """SIGSTOP a worker mid-training until Optuna's heartbeat (run by the other worker) has
     failed its trial, then SIGCONT: one line, the run goes on, exactly --trials trained."""
@@ -282,7 +304,7 @@ def test_a_worker_paused_past_the_heartbeat_grace_keeps_the_run_alive(db, small_
         wait_for(lambda: len(training(db)) == 2, "both workers in training")
         victim = training(db)[0]
         pid = victim.user_attrs[record.PROCESS]["pid"]
-        os.kill(pid, signal.SIGSTOP)
+        pause_outside_a_write(pid, db)
         wait_for(lambda: trials(db)[victim.number].state == TrialState.FAIL,
                  "the heartbeat to fail the paused worker's trial", 60)
         os.kill(pid, signal.SIGCONT)
