@@ -79,7 +79,7 @@ def test_search_stage_then_finalists_on_several_seeds(tmp_path, tiny_mnist_dir):
 
 
 def test_an_interrupted_finalist_stage_is_finished_by_the_next_search(tmp_path, tiny_mnist_dir,
-                                                                       monkeypatch):
+                                                                       monkeypatch, capsys):
     cfg = two_stage(tmp_path, tiny_mnist_dir)
     real_train, calls, stopped = objectives.train, [], []
 
@@ -102,8 +102,12 @@ def test_an_interrupted_finalist_stage_is_finished_by_the_next_search(tmp_path, 
     assert [t.state for t in final].count(TrialState.WAITING) == 2  # still queued
 
     calls.clear()
-    search(cfg, progress=False)
+    capsys.readouterr()
+    search(cfg, progress=True)
     assert calls == [3, 3, 3]  # the three missing runs, nothing of stage one, nothing twice
+    plan = capsys.readouterr().err
+    assert "  finalists: 3 training(s) of 3 epoch(s)" in plan  # the plan counts them too
+    assert "  search: " not in plan
     final = [t for t in load(cfg) if record.stage_of(t) == record.FINALIST]
     done = [t for t in final if t.state == TrialState.COMPLETE]
     assert len(done) == 4 and len({(record.key_of(t), t.user_attrs[record.FINALIST_SEED])

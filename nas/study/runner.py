@@ -296,7 +296,9 @@ def search(cfg: SearchConfig, progress: bool = True) -> optuna.Study:
                         f"({cfg.full_schedule.batch_size:,})")
     study = prepare_study(cfg)
     trained = record.count_trained(study)
-    cfg, finalist_deadline = _plan(cfg, device, trained, n_train - cfg.val_size, started, progress)
+    runs_done = sum(len(f.runs) for f in selection.finalists(study))
+    cfg, finalist_deadline = _plan(cfg, device, trained, runs_done, n_train - cfg.val_size,
+                                   started, progress)
     # --timeout ends the search stage; --time-budget also stops starting finalist runs in time.
     deadlines = {record.SEARCH: time.time() + cfg.timeout if cfg.timeout else None,
                  record.FINALIST: finalist_deadline}
@@ -319,10 +321,11 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _plan(cfg: SearchConfig, device: torch.device, trained: int, n_split: int,
-          started: float, progress: bool) -> tuple[SearchConfig, float | None]:
+def _plan(cfg: SearchConfig, device: torch.device, trained: int, runs_done: int,
+          n_split: int, started: float, progress: bool) -> tuple[SearchConfig, float | None]:
     """Say what the run will do and about how long it takes here (with progress shown, or a
-    time budget); with ``cfg.time_budget``, fit the run into it (nas.study.budget.fit_budget).
+    time budget): the ``trained`` candidates and ``runs_done`` finalist runs a resumed study
+    holds are not counted again. With ``cfg.time_budget``, fit the run into it (nas.study.budget.fit_budget).
     Returns the settings to run with and the time after which no finalist run starts (one
     would not finish within the budget), or None."""
     if cfg.time_budget is None and not progress:
@@ -343,7 +346,8 @@ def _plan(cfg: SearchConfig, device: torch.device, trained: int, n_split: int,
             remaining = fitted.trials
             _say(how)
         finalist_deadline = end - final_run
-    stages = plan_stages(cfg, remaining, cfg.finalists * cfg.finalist_seeds, n_split)
+    runs_left = max(cfg.finalists * cfg.finalist_seeds - runs_done, 0)
+    stages = plan_stages(cfg, remaining, runs_left, n_split)
     _say("plan (an estimate, from a measured rate):\n" + "\n".join(describe(stages, rate)))
     return cfg, finalist_deadline
 
@@ -390,8 +394,9 @@ def _supervise(cfg: SearchConfig, stage: Stage, n: int, progress: bool,
                                     f"try fewer --workers") from None
             while any(p.is_alive() for p in procs):
                 time.sleep(0.2)
-                bar.n = done + tickets.done.value
-                bar.refresh()
+                # update(), not refresh(): tqdm then redraws at most every mininterval and
+                # only on progress, so a log file gets a line per trial, not five a second.
+                bar.update(done + tickets.done.value - bar.n)
                 _check(procs, errors)
             _check(procs, errors)
     except BaseException as e:
