@@ -46,3 +46,27 @@ def test_a_resumed_replay_retrains_only_the_missing_or_different_seeds(capsys, t
     # Other settings are another run: nothing is reused.
     _replay(capsys, tmp_path, tiny_mnist_dir, "--seeds", "2", "--epochs", "2")
     assert trained == [0, 1, 1, 2, 0, 1]
+
+
+def test_a_spec_replays_with_a_recipe_file(capsys, tmp_path, tiny_mnist_dir):
+    """--recipe: a search's settings (an exported recipe.json) on a hand design; the rest of
+    the settings default; a bad file is one line."""
+    from nas.training.trainer import TrainConfig
+    from tests.test_cli import assert_one_line_error, call
+
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({"lr": 0.2, "label_smoothing": 0.05, "batch_size": 64}))
+    _, report = _replay(capsys, tmp_path, tiny_mnist_dir, "--seeds", "1", "--epochs", "1",
+                        "--recipe", str(recipe))
+    got = report["train_config"]
+    assert (got["lr"], got["label_smoothing"], got["batch_size"], got["epochs"]) == \
+        (0.2, 0.05, 64, 1)
+    assert got["weight_decay"] == TrainConfig().weight_decay  # not in the recipe: default
+    recipe.write_text(json.dumps({"lr": -1}))
+    assert_one_line_error(*call(capsys, "replay", "--spec", "bn_dropout_16k", "--recipe",
+                                str(recipe)), "--recipe")
+    recipe.write_text("[1, 2")
+    assert_one_line_error(*call(capsys, "replay", "--spec", "bn_dropout_16k", "--recipe",
+                                str(recipe)), "not training settings")
+    code, err = call(capsys, "replay", "--recipe", str(recipe))
+    assert code == 2 and "--recipe goes with --spec" in err

@@ -305,6 +305,12 @@ def sample(version: int, trial: Suggester, max_params: int,
     raise ValueError(f"search space version {version!r} does not exist ({SPACE_VERSIONS})")
 
 
+def fills_budget(version: int) -> bool:
+    """Whether space ``version`` scales its widths to the budget it is given (version 2),
+    rather than drawing absolute widths (version 1)."""
+    return version >= 2
+
+
 def smallest(version: int, io: Input = MNIST_INPUT) -> ArchSpec:
     return smallest_spec(io) if version == 1 else smallest_spec_v2(io)
 

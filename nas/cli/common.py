@@ -48,6 +48,18 @@ def _int_at_least(low: int, what: str) -> Callable[[str], int]:
     return parse
 
 
+def add_study_args(p: argparse.ArgumentParser) -> argparse._MutuallyExclusiveGroup:
+    """``--storage``, ``--study-name`` and ``--trial``, as export and replay take them; returns
+    the group ``--trial`` is in, for the other ways of naming a trial (``--max-params``)."""
+    p.add_argument("--storage", default="sqlite:///nas.db",
+                   help="the study's storage: SQLAlchemy URL or journal:PATH "
+                        "(default %(default)s)")
+    p.add_argument("--study-name", default=None, help="default: the storage's only study")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--trial", type=nonneg_int, default=None, help="default: the best trial")
+    return which
+
+
 def make_dir(path: Path, flag: str = "--out") -> Path:
     """Create the output directory ``path`` (and its parents); a path that cannot be one is a
     UserError naming the flag."""

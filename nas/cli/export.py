@@ -24,11 +24,12 @@ import torch
 
 from nas.arch.plan import plan
 from nas.arch.spec import ArchSpec
-from nas.cli.common import ARTIFACT_DIR_HELP, Parser, describe, make_dir, nonneg_int, run
+from nas.cli.common import (ARTIFACT_DIR_HELP, Parser, add_study_args, describe, make_dir,
+                            positive_int, run)
 from nas.errors import UserError
 from nas.export.codegen import model_source, recipe_of
 from nas.export.onnx import INPUT_NAME, input_contract, metadata, write_onnx
-from nas.study import record, selection, uploads
+from nas.study import pareto, record, selection, uploads
 from nas.study.artifacts import artifact_dir, open_store, study_folders
 from nas.study.storage import faults, load_study, open_storage, redact
 from nas.study.table import write_csv
@@ -121,7 +122,7 @@ def _summary(study: optuna.Study, t: optuna.trial.FrozenTrial, spec: ArchSpec,
                      f"seed {record.finalist_seed(t)})")
     else:
         lines.append(f"- validation accuracy (final epoch of {len(val)}, one seed): "
-                     f"{t.value:.2%}")
+                     f"{record.accuracy_of(t):.2%}")
     if replay:
         lines.append(f"- replay, final-epoch test accuracy over {len(replay['seeds'])} seed(s): "
                      f"{replay['mean']:.2%} ± {replay['std']:.2%} on {replay['device']} "
@@ -145,11 +146,10 @@ def _summary(study: optuna.Study, t: optuna.trial.FrozenTrial, spec: ArchSpec,
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = Parser(prog="python -m nas.export", description=describe(__doc__))
-    p.add_argument("--storage", default="sqlite:///nas.db",
-                   help="the study's storage: SQLAlchemy URL or journal:PATH "
-                        "(default %(default)s)")
-    p.add_argument("--study-name", default=None, help="default: the storage's only study")
-    p.add_argument("--trial", type=nonneg_int, default=None, help="default: the best trial")
+    which = add_study_args(p)
+    which.add_argument("--max-params", type=positive_int, default=None,
+                       help="the best trial with at most this many parameters (a --pareto "
+                            "study's answer for that budget)")
     p.add_argument("--out", type=Path, default=Path("export"),
                    help="folder to write the files to (default %(default)s)")
     p.add_argument("--artifact-dir", default=None, help=ARTIFACT_DIR_HELP)
@@ -162,13 +162,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         study = load_study(open_storage(a.storage, create=False), a.study_name, a.storage)
         record.check_made_by_nas(study, a.storage)
         folder = artifact_dir(a.storage, a.artifact_dir)
-        files, why_not = export(study, a.trial, a.out,
+        number = selection.select_trial(study, a.trial, a.max_params).number
+        files, why_not = export(study, number, a.out,
                                 open_store(a.storage, a.artifact_dir, create=False), folder,
                                 study_folders(a.storage, a.artifact_dir))
-        number = selection.select_trial(study, a.trial).number
         replayed = record.replay_of(study, number) is not None
         if a.trials_csv:
             files.append(write_csv(study, a.out / "trials.csv"))
+        if record.is_pareto(study):
+            files.append(write_front(study, a.out / "front.svg"))
     for path in files:
         print(path)
     if why_not:
@@ -179,6 +181,18 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"python -m nas.replay {replay_args(a, number)}, then this export again",
               file=sys.stderr)
     return 0
+
+
+def write_front(study: optuna.Study, path: Path) -> Path:
+    """A Pareto study's front as an SVG at ``path`` (:func:`nas.study.pareto.front_svg`, with
+    the budgets the study's search last ran with). Returns ``path``."""
+    max_params = record.max_params_of(study, max((record.param_count_of(t)
+                                                  for t in study.get_trials(deepcopy=False)),
+                                                 default=1))
+    budgets = pareto.budgets_of([b for b in record.pareto_budgets_of(study) if b <= max_params],
+                                max_params)
+    path.write_text(pareto.front_svg(study, budgets))
+    return path
 
 
 def replay_args(a: argparse.Namespace, number: int) -> str:

@@ -25,9 +25,9 @@ from nas.arch.plan import plan
 from nas.arch.spec import ArchSpec
 from nas.arch.zoo import CHALLENGE_ACCURACY, CHALLENGE_EPOCHS, REFERENCE
 from nas.cli.common import (ARTIFACT_DIR_HELP, DATASET_HELP, DEVICE_HELP, NAMED_DATA_DIR_HELP,
-                            Parser, describe, make_dir, nonneg_int, positive_int, resolve_dataset,
-                            run)
-from nas.errors import UserError
+                            Parser, add_study_args, describe, make_dir, positive_int,
+                            resolve_dataset, run)
+from nas.errors import ConfigError, UserError
 from nas.export.onnx import metadata, write_onnx
 from nas.study import record, selection, uploads
 from nas.study.artifacts import ArtifactError, open_store
@@ -112,10 +112,11 @@ class ReplayReport:
 def replay(study: optuna.Study, trial_number: int | None, seeds: int, epochs: int | None,
            device: torch.device, data: Loaded, out: Path | None,
            deterministic: bool = False, progress: bool = True,
-           precision: str | None = None) -> ReplayReport:
+           precision: str | None = None, budget: int | None = None) -> ReplayReport:
     """Retrain a trial with its recorded spec and settings; saves weights and reports under
-    ``out``, training on ``data`` (:func:`study_data`). :func:`record_replay` records the
-    result on the study."""
+    ``out``, training on ``data`` (:func:`study_data`). The challenge check holds it to
+    ``budget`` parameters (default: the study's ``--max-params``). :func:`record_replay`
+    records the result on the study."""
     t = selection.select_trial(study, trial_number)
     spec = record.spec_of(t, study)
     p = plan(spec)
@@ -124,7 +125,7 @@ def replay(study: optuna.Study, trial_number: int | None, seeds: int, epochs: in
                   precision=precision or cfg.precision)
     out = out or default_out(study.study_name, t.number)
     report = ReplayReport(study.study_name, t.number, spec.to_dict(), p.params,
-                          p.receptive_field, record.max_params_of(study, p.params),
+                          p.receptive_field, budget or record.max_params_of(study, p.params),
                           cfg.to_dict(), list(range(seeds)))
     retrain(report, spec, cfg, device, data, out, progress)
     return report
@@ -280,16 +281,20 @@ def _add_seed(report: ReplayReport, path: Path, acc: float, curve: list[float],
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = Parser(prog="python -m nas.replay", description=describe(__doc__))
-    p.add_argument("--storage", default="sqlite:///nas.db",
-                   help="the study's storage: SQLAlchemy URL or journal:PATH "
-                        "(default %(default)s)")
-    p.add_argument("--study-name", default=None, help="default: the storage's only study")
-    p.add_argument("--trial", type=nonneg_int, default=None, help="default: the best trial")
+    which = add_study_args(p)
     p.add_argument("--spec", default=None,
                    help="instead of a trial: an arch.json, or a reference network ("
-                        + ", ".join(REFERENCE) + "), trained with the default settings")
-    p.add_argument("--max-params", type=positive_int, default=20_000,
-                   help="budget the challenge check uses with --spec (default %(default)s)")
+                        + ", ".join(REFERENCE) + "), trained with the default settings or "
+                        "--recipe's")
+    p.add_argument("--recipe", default=None,
+                   help="with --spec: training settings from a JSON file (an exported "
+                        "recipe.json), the rest default; e.g. a search's recipe on a hand "
+                        "design")
+    which.add_argument("--max-params", type=positive_int, default=None,
+                       help="the best trial with at most this many parameters (a --pareto "
+                            "study's answer for that budget), held to it by the challenge "
+                            "check; with --spec, the budget that check uses (default: the "
+                            "study's --max-params; 20,000 with --spec)")
     p.add_argument("--seeds", type=positive_int, default=3,
                    help="independent retrainings, seeds 0..K-1 (default %(default)s)")
     p.add_argument("--epochs", type=positive_int, default=None, help="default: the study's")
@@ -315,15 +320,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="no progress bars (default: shown)")
     p.add_argument("--artifact-dir", default=None, help=ARTIFACT_DIR_HELP)
     a = p.parse_args(argv)
+    if a.recipe is not None and a.spec is None:
+        p.error("--recipe goes with --spec (a study's trial trains with its own settings)")
     device = resolve_device(a.device)
     if a.spec is not None:
         spec = load_spec(a.spec)
         data = load_data(*resolve_dataset(a.dataset or "mnist", a.data_dir))
-        cfg = TrainConfig(deterministic=a.deterministic, precision=a.precision or "auto")
+        cfg = replace(load_recipe(a.recipe) if a.recipe is not None else TrainConfig(),
+                      deterministic=a.deterministic, precision=a.precision or "auto")
         cfg = replace(cfg, epochs=a.epochs or cfg.epochs)
         name = Path(a.spec).stem if a.spec not in REFERENCE else a.spec
         p = plan(spec)
-        r = ReplayReport(name, -1, spec.to_dict(), p.params, p.receptive_field, a.max_params,
+        r = ReplayReport(name, -1, spec.to_dict(), p.params, p.receptive_field,
+                         a.max_params or 20_000,
                          cfg.to_dict(), list(range(a.seeds)))
         retrain(r, spec, cfg, device, data, a.out or default_out(name),
                 progress=not a.no_progress)
@@ -333,11 +342,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             study = load_study(open_storage(a.storage, create=False), a.study_name, a.storage)
             record.check_made_by_nas(study, a.storage)
             store = open_store(a.storage, a.artifact_dir, create=True)  # the study exists
-            number = selection.select_trial(study, a.trial).number
+            number = selection.select_trial(study, a.trial, a.max_params).number
             data = study_data(study, a.dataset, a.data_dir)  # refused before any training
         try:  # training and writing --out: a file fault there is the output folder's
             r = replay(study, number, a.seeds, a.epochs, device, data, a.out,
-                       a.deterministic, progress=not a.no_progress, precision=a.precision)
+                       a.deterministic, progress=not a.no_progress, precision=a.precision,
+                       budget=a.max_params)
         except OSError as e:
             raise UserError(f"--out: {e.strerror or e}"
                             f"{': ' + str(e.filename) if e.filename else ''}") from None
@@ -364,6 +374,27 @@ def _print(r: ReplayReport) -> None:
     out = Path(r.weights[0]).parent
     print(f"weights, report and ONNX: {out}/ (seed0.pt ..., report.json, report.md, "
           f"model.onnx)", flush=True)
+
+
+MAX_RECIPE_BYTES = 64_000
+
+
+def load_recipe(arg: str) -> TrainConfig:
+    """``--recipe``: training settings from a JSON file (an exported ``recipe.json``, or a
+    trial's ``train_config``); settings it leaves out keep their defaults. Raises UserError in
+    one line for a file that is missing, too large, not JSON or not training settings."""
+    path = Path(arg)
+    try:
+        if path.stat().st_size > MAX_RECIPE_BYTES:
+            raise UserError(f"--recipe {arg}: larger than {MAX_RECIPE_BYTES:,} bytes, not a "
+                            f"recipe")
+        d = json.loads(path.read_text())
+        return TrainConfig.from_dict(d)
+    except OSError as e:
+        raise UserError(f"--recipe {arg}: {e.strerror or e}") from None
+    except (ValueError, TypeError, ConfigError) as e:  # not JSON; a wrong field or value
+        raise UserError(f"--recipe {arg}: not training settings "
+                        f"({str(e).splitlines()[0][:200]})") from None
 
 
 def load_spec(arg: str) -> ArchSpec:

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from dataclasses import replace
 
 import optuna
 
-from nas.arch.space import SPACE_VERSIONS
+from nas.arch.plan import param_count
+from nas.arch.space import SPACE_VERSIONS, smallest
 from nas.arch.zoo import CHALLENGE_EPOCHS
 from nas.cli.common import (ARTIFACT_DIR_HELP, DATASET_HELP, DEVICE_HELP, NAMED_DATA_DIR_HELP,
                             Parser, describe, nonneg_int, positive_float, positive_int,
                             resolve_dataset, run)
 from nas.errors import UserError
 from nas.study.budget import parse_duration
-from nas.study.config import PRUNERS, SAMPLERS, SearchConfig, default_study_name, summary
+from nas.study.config import (PRUNERS, SAMPLERS, SearchConfig, default_study_name, input_of,
+                              summary)
+from nas.study.pareto import budgets_of, halvings
 from nas.study.runner import search
 from nas.training.dataset import NAMED
 from nas.training.sources import is_name, name_of
@@ -145,6 +149,13 @@ def parse_args(argv: Sequence[str] | None) -> tuple[SearchConfig, bool]:
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic kernels: same seed, same device, same numbers; slower "
                         "(default: off)")
+    p.add_argument("--pareto", nargs="?", const="halvings", default=None, metavar="BUDGETS",
+                   help="one study for every size up to --max-params: two objectives "
+                        "(validation accuracy up, parameters down), the finalists shared among "
+                        "the size bands these budgets cut (comma-separated, e.g. "
+                        "5000,8000,10000; bare: --max-params halved while the space's smallest "
+                        "network fits); export and replay --max-params N then pick the best "
+                        "under N (default: one objective, one budget)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--artifact-dir", default=None, help=ARTIFACT_DIR_HELP)
     a = p.parse_args(argv)
@@ -177,7 +188,28 @@ def parse_args(argv: Sequence[str] | None) -> tuple[SearchConfig, bool]:
         proxy_subset=a.proxy_subset or None, finalists=a.finalists,
         finalist_seeds=a.finalist_seeds, timeout=a.timeout, artifact_dir=a.artifact_dir,
         space=a.space, train_space=a.train_space, time_budget=a.time_budget)
+    if a.pareto is not None:
+        if a.pruner != "none":
+            p.error(f"--pruner {a.pruner} cannot go with --pareto: Optuna prunes no "
+                    f"multi-objective study (the search stage's short proxy and promotion "
+                    f"within size bands are the Pareto search's multi-fidelity)")
+        cfg = replace(cfg, pareto=pareto_budgets(p, a.pareto, cfg), study_name=(
+            a.study_name or cfg.study_name.removesuffix("-quick") + "-pareto"
+            + ("-quick" if a.quick else "")))
     return cfg, not a.no_progress
+
+
+def pareto_budgets(p: argparse.ArgumentParser, text: str, cfg: SearchConfig) -> tuple[int, ...]:
+    """``--pareto``'s budgets, with ``--max-params`` last (nas.study.pareto.budgets_of)."""
+    if text == "halvings":
+        return halvings(cfg.max_params, param_count(smallest(cfg.space, input_of(cfg))))
+    try:
+        words = [int(w.replace("_", "")) for w in text.split(",") if w.strip()]
+        return budgets_of(words, cfg.max_params)
+    except ValueError as e:
+        p.error(f"--pareto: {e}" if "--" in str(e) else
+                f"--pareto must be budgets such as 5000,8000,10000, got {text!r}")
+    raise AssertionError  # p.error exits
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nas.arch.space import Input, start_members
 from nas.errors import UserError
-from nas.study import artifacts, cost, record, recovery, selection
+from nas.study import artifacts, cost, pareto, record, recovery, selection
 from nas.study.importance import importance_line
 from nas.study.storage import (GRACE_S, HEARTBEAT_S, JOURNAL_PREFIX, faults, has_password,
                                open_storage, redact, study_names)
@@ -36,7 +36,8 @@ from nas.training.trainer import TrainConfig
 SAMPLERS = ("tpe", "random")
 # Settings that studies of earlier releases did not record, and the value they trained with:
 # such a study resumes only with that value (the pruned full schedule on the whole split).
-UNRECORDED = {"proxy_epochs": None, "proxy_subset": None, "space": 1, "train_space": "fixed"}
+UNRECORDED = {"proxy_epochs": None, "proxy_subset": None, "space": 1, "train_space": "fixed",
+              "pareto": []}
 PRUNERS = ("hyperband", "sha", "median", "none")
 START_TRIALS = 10  # TPE's random startup (n_startup_trials below)
 
@@ -81,6 +82,11 @@ class SearchConfig:
     # and augmentation strength along with the architecture.
     train_space: str = "fixed"
     time_budget: float | None = None  # seconds for the whole run (nas.study.budget.fit_budget)
+    # --pareto: a study of two objectives, accuracy up and parameters down, over every size up
+    # to max_params; these are the budgets (ascending, the last max_params) whose size bands
+    # share the finalists and that candidates are built to (nas.study.pareto): part of the
+    # study's identity. Empty: one objective, one budget.
+    pareto: tuple[int, ...] = ()
     # Optuna's heartbeat on RDB storages: seconds between a running trial's heartbeats, and
     # of silence after which another process marks the trial FAIL (short ones in tests only).
     heartbeat: tuple[int, int] = (HEARTBEAT_S, GRACE_S)
@@ -97,7 +103,7 @@ class SearchConfig:
                 "split_seed": self.split_seed,
                 "train": self.full_schedule.to_dict(), "proxy_epochs": self.proxy_epochs,
                 "proxy_subset": self.proxy_subset, "space": self.space,
-                "train_space": self.train_space}
+                "train_space": self.train_space, "pareto": list(self.pareto)}
 
 
 def data_of(cfg: SearchConfig, loader: Callable[..., Loaded] | None = None) -> Loaded:
@@ -257,7 +263,8 @@ def prepare_study(cfg: SearchConfig) -> optuna.Study:
     with faults(cfg.storage):
         exists = cfg.study_name in study_names(storage)
         study = optuna.create_study(storage=storage, study_name=cfg.study_name,
-                                    direction="maximize", load_if_exists=True)
+                                    directions=record.DIRECTIONS[bool(cfg.pareto)],
+                                    load_if_exists=True)
         if exists:
             old = _identity_of(study)
             record.check_made_by_nas(study, cfg.storage)  # and its format: one we can read
@@ -287,6 +294,8 @@ def prepare_study(cfg: SearchConfig) -> optuna.Study:
                 "test": "not used during search"}, cfg.max_params, cfg.full_schedule.epochs)
             record.write_data_set(study, mnist.dataset, cfg.dataset, mnist.source)
         record.write_last_command(study, sys.argv, asdict(cfg))
+        if cfg.pareto:
+            record.write_pareto_budgets(study, cfg.pareto)
     return study
 
 
@@ -385,7 +394,8 @@ def summary(study: optuna.Study, cfg: SearchConfig, top: int = 5) -> str:
         lines.append(f"{'trial':>6} {'val acc':>8} {'params':>7} {'RF':>4}  architecture "
                      f"(search stage, {epochs} epochs)")
         for t in done[:top]:
-            lines.append(f"{t.number:>6} {t.value:>8.2%} {record.param_count_of(t):>7,} "
+            lines.append(f"{t.number:>6} {record.accuracy_of(t):>8.2%} "
+                         f"{record.param_count_of(t):>7,} "
                          f"{record.rf_of(t):>4}  {record.spec_of(t).key()}")
         mattered = importance_line(study)
         if mattered:
@@ -401,13 +411,18 @@ def summary(study: optuna.Study, cfg: SearchConfig, top: int = 5) -> str:
             lines.append(f"{t.number:>6} {'#' + str(record.finalist_of(t)):>5}"
                          f" {f.mean:>7.2%} {f.se:>6.2%} {f.std:>6.2%} {len(f.runs):>5} "
                          f"{record.param_count_of(t):>7,}  {f.key}")
-        if len(final) > 1:
+        if cfg.pareto:
+            lines += ["", *pareto.front_lines(study, cfg.pareto, cfg.full_schedule.epochs)]
+        elif len(final) > 1:
             lines.append(pick_line(final[0], final[1]))
     # Commands the user can paste: every word shell-quoted, a password never shown.
     s, n = shell_storage(cfg.storage), shlex.quote(study.study_name)
     a = f" --artifact-dir {shlex.quote(cfg.artifact_dir)}" if cfg.artifact_dir is not None else ""
+    under = f" --max-params {cfg.pareto[0]}" if cfg.pareto else ""  # the smallest budget's
     lines += ["", f"browse:  {dashboard_command(cfg.storage, cfg.artifact_dir)}",
-              f"export:  python -m nas.export --storage {s} --study-name {n}{a} --out export",
-              f"replay:  python -m nas.replay --storage {s} --study-name {n}{a} --seeds 5"]
+              f"export:  python -m nas.export --storage {s} --study-name {n}{a}{under} "
+              f"--out export",
+              f"replay:  python -m nas.replay --storage {s} --study-name {n}{a}{under} "
+              f"--seeds 5"]
     note = storage_note(cfg.storage)
     return "\n".join(lines + ([note] if note else []))

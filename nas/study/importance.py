@@ -13,6 +13,7 @@ import warnings
 import optuna
 from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
 
+from nas.study import record
 from nas.study.selection import completed
 
 MIN_TRIALS = 20  # fewer: too few in the top to estimate how they are spread
@@ -29,8 +30,11 @@ def importances(study: optuna.Study, top: float | None = None) -> dict[str, floa
     trials = completed(study)
     if len(trials) < MIN_TRIALS:
         return None
-    view = optuna.create_study(direction="maximize")  # in memory: the study is not touched
-    view.add_trials(trials)
+    # In memory, the study untouched; accuracy only (a Pareto study's second value is the
+    # parameter count, a consequence of the choices, not a result of them).
+    view = optuna.create_study(direction="maximize")
+    view.add_trials([optuna.trial.create_trial(params=t.params, distributions=t.distributions,
+                                               value=record.accuracy_of(t)) for t in trials])
     q = top if top is not None else max(0.1, MIN_TOP / len(trials))
     with warnings.catch_warnings():  # "some regimes have less than 2 trials", per parameter:
         warnings.simplefilter("ignore", UserWarning)  # the line says how many candidates

@@ -4,7 +4,8 @@ The trial's stage (:mod:`nas.study.stages`) says what it trains: a search-stage 
 the budget (or one whose shapes collapse) is rejected there, before anything is built, and its
 constraint value tells the sampler it is infeasible (``Trial.set_constraint``). A trained
 candidate reports validation accuracy after every epoch, so that a pruner (off by default) can
-stop weak ones early. Whether a finished trial trained is in its record
+stop weak ones early; in a Pareto study (two objectives: accuracy and parameters) Optuna can
+neither take reports nor prune, so the curve is only recorded. Whether a finished trial trained is in its record
 (:func:`nas.study.record.was_trained`), not on this object.
 """
 
@@ -62,7 +63,7 @@ class Objective:
         self._images = {name: s.images(self.train_split) for name, s in self.stages.items()}
         self.dataset = dataset_of(self.cfg)  # its normalisation: what the export states
 
-    def __call__(self, trial: Trial) -> float:
+    def __call__(self, trial: Trial) -> float | tuple[float, float]:
         self.lost = None
         try:
             record.write_process(trial)
@@ -81,16 +82,20 @@ class Objective:
                 pass  # search marks a trial whose process is gone all the same
             raise
 
-    def _run(self, trial: Trial) -> float:
+    def _run(self, trial: Trial) -> float | tuple[float, float]:
         stage = self.stages[record.stage_of(trial)]
         c = stage.candidate(trial, self.cfg.max_params)
         if isinstance(c, FrozenTrial):
             return _reuse(trial, c)
-        return self._train(trial, stage, c, self._images[stage.name])
+        acc = self._train(trial, stage, c, self._images[stage.name])
+        return record.objective_values(acc, c.plan.params, bool(self.cfg.pareto))
 
     def _train(self, trial: Trial, stage: stages.Stage, c: stages.Candidate,
                train_split: Split) -> float:
-        spec, p, cfg, prune = c.spec, c.plan, c.cfg, stage.prune
+        """Train ``c``; its final validation accuracy."""
+        spec, p, cfg = c.spec, c.plan, c.cfg
+        reports = not self.cfg.pareto  # Optuna takes no reports in a multi-objective study
+        prune = stage.prune and reports
         record.write_training_start(trial, device_name(self.device), cfg.to_dict(), p,
                                     len(train_split))
         uploads.write_arch_artifacts(trial, self.artifacts, p)
@@ -103,7 +108,8 @@ class Objective:
             accs.append(r.accuracy)
             if not lost:
                 try:
-                    trial.report(r.accuracy, r.epoch)
+                    if reports:
+                        trial.report(r.accuracy, r.epoch)
                     record.write_curve(trial, accs)
                 except optuna.exceptions.UpdateFinishedTrialError:
                     lost = True  # the training goes on; its result goes on a new trial
@@ -135,22 +141,23 @@ class Objective:
                 return result.final_accuracy
             except optuna.exceptions.UpdateFinishedTrialError:
                 pass  # failed by another process just now: recorded as below
-        number = record.record_for_lost_trial(trial, result.final_accuracy, accs,
-                                              result.epoch_seconds, result.seconds)
+        number = record.record_for_lost_trial(trial, record.objective_values(
+            result.final_accuracy, p.params, bool(self.cfg.pareto)), accs, result.epoch_seconds,
+            result.seconds)
         self.lost = TrialLost(f"trial {trial.number} was marked failed by another process "
                               f"while this one was paused (Optuna's heartbeat); its finished "
                               f"training is recorded as trial {number}", trained=True)
         raise self.lost
 
 
-def _reuse(trial: Trial, twin: FrozenTrial) -> float:
+def _reuse(trial: Trial, twin: FrozenTrial) -> float | list[float]:
     """The study already trained this architecture with these settings (trial ``twin``):
     take its result instead of training it twice. A completed twin's value is the sampler's
     answer here too; a pruned, failed or still-running one ends this trial pruned."""
-    if twin.state == TrialState.COMPLETE and twin.value is not None:
+    if twin.state == TrialState.COMPLETE and twin.values:
         record.write_outcome(trial, record.DUPLICATE,
                              f"same architecture as trial {twin.number}: its result reused")
-        return twin.value
+        return twin.values[0] if len(twin.values) == 1 else list(twin.values)
     what = "still training" if twin.state == TrialState.RUNNING else record.outcome_of(twin)
     record.write_outcome(trial, record.DUPLICATE,
                          f"same architecture as trial {twin.number} ({what}): not trained again")

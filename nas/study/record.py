@@ -85,6 +85,7 @@ FORMAT = "format"  # the record's format version: FORMAT_VERSION when written, 1
 # versions and training-space labels are all optional and default as format 1 read them.
 FORMAT_VERSION = 2
 LAST_COMMAND = "last_command"
+PARETO_BUDGETS = "pareto_budgets"  # a Pareto study's size bands' budgets, as last searched
 _REPLAY = "replay:trial-{}"  # a trial's replay summary
 
 
@@ -158,11 +159,11 @@ STUDY_NOTE = """## How to read this study (nas)
 
 
 def write_dashboard_labels(study: optuna.Study) -> None:
-    """What optuna-dashboard shows about the study as a whole: the objective's name
-    (``val_acc``, not "Objective 0") and a note on how to read its trial states."""
+    """What optuna-dashboard shows about the study as a whole: the objectives' names
+    (``val_acc``, and ``params`` in a Pareto study, not "Objective 0") and a note on how to read its trial states."""
     with warnings.catch_warnings():  # set_metric_names is flagged experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names([VAL_ACC])
+        study.set_metric_names([VAL_ACC, PARAMS][:len(study.directions)])
     save_note(study, STUDY_NOTE)
 
 
@@ -191,7 +192,8 @@ def identity_of(study: optuna.Study) -> dict[str, Any] | None:
 def check_made_by_nas(study: optuna.Study, url: str) -> None:
     """Raise RecordError for a study that ``nas.search`` did not make (e.g. plain Optuna's),
     or one in a record format newer than this release reads (:func:`check_format`)."""
-    if identity_of(study) is None or study.direction != optuna.study.StudyDirection.MAXIMIZE:
+    if identity_of(study) is None or \
+            [d.name.lower() for d in study.directions] not in [list(d) for d in DIRECTIONS.values()]:
         from nas.study.storage import redact
 
         raise RecordError(f"study {study.study_name!r} in {redact(url)} was not made by nas.search "
@@ -222,6 +224,20 @@ def max_params_of(study: optuna.Study, default: int) -> int:
     if not _is_int(v, 1):
         raise _bad(None, study, MAX_PARAMS, f"must be a positive integer, got {short_repr(v)}")
     return v
+
+
+def write_pareto_budgets(study: optuna.Study, budgets: Sequence[int]) -> None:
+    """The budgets whose bands the search (re)started now shares its finalists among."""
+    study.set_user_attr(PARETO_BUDGETS, list(budgets))
+
+
+def pareto_budgets_of(study: optuna.Study) -> tuple[int, ...]:
+    """A Pareto study's budgets, ascending (empty where none is recorded)."""
+    v = study.user_attrs.get(PARETO_BUDGETS, [])
+    if not isinstance(v, list) or len(v) > 64 or not all(_is_int(b, 1) for b in v):
+        raise _bad(None, study, PARETO_BUDGETS, f"must be a list of positive integers, got "
+                                                f"{short_repr(v)}")
+    return tuple(sorted(v))
 
 
 # -- the data set -----------------------------------------------------------------------------
@@ -412,7 +428,7 @@ def write_timings(trial: Trial, epoch_seconds: list[float], seconds: float) -> N
 
 
 # -- a trial failed while its process was paused -----------------------------------------------
-def record_for_lost_trial(trial: Trial, value: float, val_acc: list[float],
+def record_for_lost_trial(trial: Trial, value: float | tuple[float, float], val_acc: list[float],
                           epoch_seconds: list[float], seconds: float) -> int:
     """Record the finished training of ``trial`` on a new COMPLETE trial and return its number.
 
@@ -429,10 +445,13 @@ def record_for_lost_trial(trial: Trial, value: float, val_acc: list[float],
              TRAIN_SECONDS: round(seconds, 3), RECORDED_FOR: old.number,
              REASON: f"trained as trial {old.number}, which another process marked failed "
                      f"while this one was paused (Optuna's heartbeat)"}
+    values = list(value) if isinstance(value, tuple) else [value]  # what the objective returns
     study.add_trial(optuna.trial.create_trial(
-        state=TrialState.COMPLETE, value=value, params=old.params,
+        state=TrialState.COMPLETE, values=values, params=old.params,
         distributions=old.distributions, user_attrs=attrs, system_attrs=old.system_attrs,
-        intermediate_values={i + 1: a for i, a in enumerate(val_acc)}))
+        # Optuna keeps no intermediate values in a multi-objective study
+        intermediate_values={i + 1: a for i, a in enumerate(val_acc)} if len(values) == 1
+        else None))
     added = [t.number for t in study.get_trials(deepcopy=False)
              if t.user_attrs.get(RECORDED_FOR) == old.number]
     return added[-1]
@@ -486,7 +505,8 @@ def candidate_key(trial: FrozenTrial | Trial) -> str | None:
     # A queued trial has no parameters of its own until it has suggested them: its settings
     # are the ones it was queued with (compared on params, a waiting finalist looked like a
     # new candidate and every resume queued it again).
-    params = queued_params(trial) if isinstance(trial, FrozenTrial) else trial.params
+    params = {**queued_params(trial), **trial.params} if isinstance(trial, FrozenTrial) \
+        else trial.params  # what it was queued with (maybe a part), then what it suggested
     settings = train_params(params)
     if key is None or not settings:
         return key
@@ -518,6 +538,29 @@ def train_seconds_of(trial: FrozenTrial, study: optuna.Study | None = None) -> f
 
 def outcome_of(trial: FrozenTrial) -> str | None:
     return trial.user_attrs.get(OUTCOME)
+
+
+# -- objective values: validation accuracy first; a Pareto study adds parameters (minimised) --
+DIRECTIONS = {False: ("maximize",), True: ("maximize", "minimize")}  # by "is it a Pareto study"
+
+
+def accuracy_of(trial: FrozenTrial) -> float | None:
+    """The trial's validation accuracy (its first objective value), None without a value. A
+    Pareto study's trials have two values, so Optuna's ``trial.value`` raises there: every
+    reader goes through this."""
+    values = trial.values
+    return float(values[0]) if values else None
+
+
+def objective_values(accuracy: float, params: int, pareto: bool) -> float | tuple[float, float]:
+    """What the objective returns for a trained candidate: its accuracy, or (accuracy,
+    parameters) in a Pareto study (:data:`DIRECTIONS`)."""
+    return (accuracy, float(params)) if pareto else accuracy
+
+
+def is_pareto(study: optuna.Study) -> bool:
+    """Whether ``study`` has the Pareto search's two objectives."""
+    return len(study.directions) == 2
 
 
 def reason_of(trial: FrozenTrial) -> str:

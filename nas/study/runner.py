@@ -237,7 +237,7 @@ class _Bars:
         done = selection.completed(self.study)
         if done:
             best = done[0]
-            self.outer.set_postfix_str(f"best {best.value:.2%} (#{best.number}, "
+            self.outer.set_postfix_str(f"best {record.accuracy_of(best):.2%} (#{best.number}, "
                                        f"{record.param_count_of(best):,} params)")
 
     def start_trial(self) -> None:

@@ -22,9 +22,9 @@ def completed(study: optuna.Study) -> list[FrozenTrial]:
     """Search-stage trials that completed training, best first (duplicates, which repeat an
     earlier trial's value, left out)."""
     done = [t for t in study.get_trials(deepcopy=False)
-            if t.state == TrialState.COMPLETE and t.value is not None
+            if t.state == TrialState.COMPLETE and record.accuracy_of(t) is not None
             and record.outcome_of(t) != record.DUPLICATE and record.stage_of(t) == record.SEARCH]
-    return sorted(done, key=lambda t: -t.value)  # type: ignore[operator]
+    return sorted(done, key=lambda t: -record.accuracy_of(t))  # type: ignore[operator]
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Finalist:
 
     @property
     def accs(self) -> list[float]:
-        return [float(t.value) for t in self.runs]  # type: ignore[arg-type]
+        return [float(record.accuracy_of(t)) for t in self.runs]  # type: ignore[arg-type]
 
     @property
     def mean(self) -> float:
@@ -101,26 +101,39 @@ def finalists(study: optuna.Study) -> list[Finalist]:
     seeds first where means tie: a mean over more seeds is the surer one)."""
     groups: dict[str, list[FrozenTrial]] = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if record.stage_of(t) == record.FINALIST and t.value is not None:
+        if record.stage_of(t) == record.FINALIST and record.accuracy_of(t) is not None:
             groups.setdefault(record.candidate_key(t) or "", []).append(t)
     out = [Finalist(k, tuple(sorted(ts, key=lambda t: record.finalist_seed(t, study))))
            for k, ts in groups.items()]
     return sorted(out, key=lambda f: (-f.mean, -len(f.runs)))
 
 
-def select_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
+def select_trial(study: optuna.Study, number: int | None,
+                 max_params: int | None = None) -> FrozenTrial:
     """Trial ``number`` of ``study``, or its best: the first run of the best finalist when
-    the study has finalists, else the search-stage trial with the best validation accuracy.
-    It must have completed training. Raises :class:`RecordError` otherwise.
+    the study has finalists, else the search-stage trial with the best validation accuracy;
+    with ``max_params``, the best with at most that many parameters (a Pareto study's answer
+    for that budget). It must have completed training. Raises :class:`RecordError`
+    otherwise.
     """
     trials = study.get_trials(deepcopy=False)
     if number is None:
+        def fits(t: FrozenTrial) -> bool:
+            return max_params is None or record.param_count_of(t) <= max_params
+
         best = finalists(study)
         if best:
-            return best[0].runs[0]
-        done = completed(study)
+            under = [f for f in best if fits(f.runs[0])]
+            if not under:
+                small = min(record.param_count_of(f.runs[0]) for f in best)
+                raise RecordError(f"study {study.study_name!r} has no finalist with at most "
+                                  f"{max_params:,} parameters (the smallest has {small:,})")
+            return under[0].runs[0]
+        done = [t for t in completed(study) if fits(t)]
         if not done:
-            raise RecordError(f"study {study.study_name!r} has no completed trial yet")
+            raise RecordError(f"study {study.study_name!r} has no completed trial yet" if
+                              max_params is None else f"study {study.study_name!r} has no "
+                              f"completed trial with at most {max_params:,} parameters")
         return done[0]
     match = [t for t in trials if t.number == number]
     if not match:

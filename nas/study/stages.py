@@ -26,9 +26,9 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from nas.arch import space as arch_space
 from nas.arch.plan import Plan, plan
 from nas.arch.spec import ArchSpec, SpecError
-from nas.study import record
+from nas.study import pareto, record
 from nas.study.config import SearchConfig, enqueue_start, input_of
-from nas.study.selection import completed, earlier_same_arch
+from nas.study.selection import earlier_same_arch
 from nas.training.data import Split
 from nas.training.space import sample_train
 from nas.training.trainer import TrainConfig
@@ -118,7 +118,8 @@ class SearchStage(Stage):
         return self.cfg.trials, self.cfg.trials - tickets
 
     def candidate(self, trial: Trial, max_params: int) -> Candidate | FrozenTrial:
-        spec = arch_space.sample(self.cfg.space, trial, max_params, input_of(self.cfg))
+        target = pareto.size_target(trial, self.cfg.pareto, max_params, self.cfg.space)
+        spec = arch_space.sample(self.cfg.space, trial, target, input_of(self.cfg))
         try:
             p = plan(spec.validate())  # the one plan of this candidate
         except SpecError as e:
@@ -141,7 +142,9 @@ class SearchStage(Stage):
 class FinalistStage(Stage):
     """The decision: the ``--finalists`` best search-stage candidates retrained with the full
     schedule on all training images, ``--finalist-seeds`` seeds each, never pruned, each
-    validation image recorded (for the paired comparison of the pick)."""
+    validation image recorded (for the paired comparison of the pick). In a Pareto search
+    "best" is among candidates of one size band, the bands taking turns
+    (:func:`nas.study.pareto.promoted`)."""
 
     name, unit, prune, per_image, draws = record.FINALIST, "finalist runs", False, True, False
 
@@ -162,7 +165,8 @@ class FinalistStage(Stage):
         have = {(record.candidate_key(t), record.finalist_seed(t, study)) for t in mine
                 if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)}
         pending = sum(t.state == TrialState.WAITING for t in mine)
-        for source in completed(study)[:self.cfg.finalists]:
+        budgets = self.cfg.pareto or (self.cfg.max_params,)
+        for source in pareto.promoted(study, self.cfg.finalists, budgets):
             for seed in range(self.cfg.finalist_seeds):
                 if (record.candidate_key(source), seed) not in have:
                     study.enqueue_trial(source.params,
@@ -171,9 +175,10 @@ class FinalistStage(Stage):
         return pending
 
     def candidate(self, trial: Trial, max_params: int) -> Candidate:
-        # The queued parameters: the finalist's architecture and training settings, on the
-        # full schedule with the finalist's seed.
-        spec = arch_space.sample(self.cfg.space, trial, max_params, input_of(self.cfg))
+        # The queued parameters: the finalist's architecture (built to the size target it was
+        # drawn with) and training settings, on the full schedule with the finalist's seed.
+        target = pareto.size_target(trial, self.cfg.pareto, max_params, self.cfg.space)
+        spec = arch_space.sample(self.cfg.space, trial, target, input_of(self.cfg))
         cfg = replace(sample_train(self.cfg.train_space, trial, self.schedule()),
                       seed=record.finalist_seed(trial))
         p = plan(spec.validate())

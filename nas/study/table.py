@@ -27,7 +27,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
         finalist = record.stage_of(t) == record.FINALIST
         row: dict[str, Any] = {
             "number": t.number, "stage": record.stage_of(t), "state": t.state.name.lower(),
-            "outcome": record.outcome_of(t) or "", "val_acc": t.value if t.value is not None
+            "outcome": record.outcome_of(t) or "", "val_acc": record.accuracy_of(t) if t.values
             else "", "epochs": len(record.curve_of(t, study)),
             "train_images": record.train_images_of(t, 0) or "",
             "params": record.param_count_of(t, study) or "",
