@@ -80,3 +80,20 @@ def test_a_time_budget_ends_a_real_search_in_time_with_a_pick(tmp_path, tiny_mni
     trained = record.count_trained(study)
     assert 2 <= trained < 50  # sized down from 50 candidates
     assert selection.select_trial(study, None) is not None  # a pick, finalists or not
+
+
+def test_the_whole_runs_time_left_by_hand():
+    from nas.study.runner import Eta
+
+    class Bar:  # what tqdm's format_dict holds
+        def __init__(self, n, initial, total, elapsed):
+            self.format_dict = {"n": n, "initial": initial, "total": total, "elapsed": elapsed}
+
+    eta = Eta(stage_s=1000.0, after_s=600.0)
+    # Nothing finished yet: the plan's own estimate for the stage, then the later stages.
+    assert eta.words(Bar(0, 0, 10, 5.0)) == "whole run ~26 min 40 s left"
+    # A resumed stage, 4 of 10 done before: 40 % of the stage's estimate is already done.
+    assert eta.words(Bar(4, 4, 10, 1.0)) == f"whole run ~{hms(600 + 600)} left"
+    # Two finished here in 300 s: 150 s each for the 4 left, plus the later stages.
+    assert eta.words(Bar(6, 4, 10, 300.0)) == f"whole run ~{hms(4 * 150 + 600)} left"
+    assert eta.words(Bar(10, 4, 10, 900.0)) == f"whole run ~{hms(600)} left"

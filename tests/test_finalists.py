@@ -83,14 +83,14 @@ def test_an_interrupted_finalist_stage_is_finished_by_the_next_search(tmp_path, 
     cfg = two_stage(tmp_path, tiny_mnist_dir)
     real_train, calls, stopped = objectives.train, [], []
 
-    def stop_at_the_second_finalist(spec, tr, val, tcfg, device, callback=None):
+    def stop_at_the_second_finalist(spec, tr, val, tcfg, device, callback=None, **more):
         calls.append(tcfg.epochs)
         if calls.count(3) == 2 and not stopped:
             import signal
 
             stopped.append(True)
             raise Interrupted(signal.SIGTERM)
-        return real_train(spec, tr, val, tcfg, device, callback=callback)
+        return real_train(spec, tr, val, tcfg, device, callback=callback, **more)
 
     monkeypatch.setattr(objectives, "train", stop_at_the_second_finalist)
     with pytest.raises(Interrupted):
@@ -108,6 +108,10 @@ def test_an_interrupted_finalist_stage_is_finished_by_the_next_search(tmp_path, 
     plan = capsys.readouterr().err
     assert "  finalists: 3 training(s) of 3 epoch(s)" in plan  # the plan counts them too
     assert "  search: " not in plan
+    # The bar: the finalists' own best (a mean over seeds), the whole run's time left, and
+    # the epochs bar moving inside an epoch (fractions of an epoch).
+    assert "best finalist " in plan and "whole run ~" in plan
+    assert re.search(r"\b[0-2]\.[1-9]/3 epochs", plan), plan[-2000:]
     final = [t for t in load(cfg) if record.stage_of(t) == record.FINALIST]
     done = [t for t in final if t.state == TrialState.COMPLETE]
     assert len(done) == 4 and len({(record.key_of(t), t.user_attrs[record.FINALIST_SEED])

@@ -119,13 +119,13 @@ def test_pareto_search_end_to_end_resumes_and_answers_each_budget(tmp_path, tiny
                       pareto=(5000, 10_000, 20_000))
     real_train, calls, stopped = objectives.train, [], []
 
-    def stop_at_the_second_finalist(spec, tr, val, tcfg, device, callback=None):
+    def stop_at_the_second_finalist(spec, tr, val, tcfg, device, callback=None, **more):
         calls.append(tcfg.epochs)
         if calls.count(TINY_TRAIN.epochs) == 2 and not stopped:  # the second finalist run
             import signal
             stopped.append(True)
             raise Interrupted(signal.SIGTERM)
-        return real_train(spec, tr, val, tcfg, device, callback=callback)
+        return real_train(spec, tr, val, tcfg, device, callback=callback, **more)
 
     monkeypatch.setattr(objectives, "train", stop_at_the_second_finalist)
     with pytest.raises(Interrupted):

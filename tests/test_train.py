@@ -319,3 +319,24 @@ def test_every_field_of_the_config_is_validated():
     checked = set(train_module._INT_RANGES) | set(train_module._FLOAT_RANGES) | \
         set(train_module._BOOLS) | {"precision"}
     assert set(TrainConfig.__dataclass_fields__) == checked
+
+
+def test_on_step_reports_progress_inside_every_epoch(tiny_mnist_dir):
+    """``on_step(epoch, step, steps)``: about 50 times an epoch, rising, each epoch ending at
+    its last step; the training's numbers are the same with it or without."""
+    from nas.arch.zoo import bn_dropout_16k
+    from nas.training.data import load_mnist
+    from nas.training.trainer import TrainConfig, steps_per_epoch, train
+
+    data = load_mnist(str(tiny_mnist_dir))
+    tr, val = data.search_splits(200, 0)
+    cfg = TrainConfig(epochs=2, batch_size=4, lr=0.05, eval_batch_size=500)
+    calls: list[tuple[int, int, int]] = []
+    with_steps = train(bn_dropout_16k(), tr, val, cfg, on_step=lambda *a: calls.append(a))
+    steps = steps_per_epoch(len(tr), cfg.batch_size)
+    assert steps == 100 and {c[2] for c in calls} == {steps}
+    for epoch in (1, 2):
+        got = [s for e, s, _ in calls if e == epoch]
+        assert got == sorted(got) and got[-1] == steps and got[0] == 2 and len(got) == 50
+    without = train(bn_dropout_16k(), tr, val, cfg)
+    assert with_steps.accuracies == without.accuracies

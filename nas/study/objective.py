@@ -52,6 +52,7 @@ class Objective:
     val_split: Split
     device: torch.device
     on_epoch: Callable[[Trial, EpochReport], None] | None = None  # progress display
+    on_step: Callable[[int, int, int], None] | None = None  # ... inside an epoch (train's)
     artifacts: Any = None  # an Optuna ArtifactStore (nas.study.artifacts.open_store); None: none
     # The TrialLost the last call raised. Optuna's optimize cannot tell a trial that another
     # process finished ("Cannot tell a FAIL trial") and raises that instead: the runner looks
@@ -123,7 +124,9 @@ class Objective:
 
         try:
             # MNIST is train()'s default: its call reads as it always did.
-            more = {} if self.dataset is MNIST else {"dataset": self.dataset}
+            more: dict[str, Any] = {} if self.dataset is MNIST else {"dataset": self.dataset}
+            if self.on_step is not None:
+                more["on_step"] = self.on_step
             result = train(spec, train_split, self.val_split, cfg, self.device,
                            callback=report, **more)
         except (TrainingDiverged, torch.OutOfMemoryError) as e:

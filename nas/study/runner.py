@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import optuna
@@ -32,7 +32,7 @@ from nas.arch.space import smallest
 from nas.errors import UserError, WorkerDied
 from nas.study import record, recovery, selection
 from nas.study.artifacts import open_store
-from nas.study.budget import describe, fit_budget, measure_rate, plan_stages
+from nas.study.budget import describe, fit_budget, hms, measure_rate, plan_stages
 from nas.study.config import (SearchConfig, data_of, finalist_markdown, input_of, make_pruner,
                               make_sampler, prepare_study)
 from nas.study.objective import Objective
@@ -106,7 +106,7 @@ class Tickets:
 
 
 def run_worker(cfg: SearchConfig, stage: Stage, tickets: Tickets, progress: bool,
-               deadline: float | None = None) -> None:
+               deadline: float | None = None, eta: Eta | None = None) -> None:
     """Train until the tickets run out (or ``deadline`` passes). One process, one device
     context. A ticket is what the stage says (:attr:`Stage.draws`): one candidate that went to
     training (rejected and duplicate ones are free), or one queued run.
@@ -124,8 +124,10 @@ def run_worker(cfg: SearchConfig, stage: Stage, tickets: Tickets, progress: bool
                                   sampler=make_sampler(cfg.sampler, cfg.seed),
                                   pruner=make_pruner(cfg.pruner, cfg.proxy_schedule().epochs))
         total, done = stage.total(tickets.left.value)
-        bars = _Bars(study, total, done, stage.schedule().epochs, progress, stage.unit)
+        bars = _Bars(study, total, done, stage.schedule().epochs, progress, stage.unit,
+                     stage.name, eta)
         objective = Objective(cfg, tr, val, device, on_epoch=bars.epoch,
+                              on_step=bars.step if progress else None,
                               artifacts=open_store(cfg.storage, cfg.artifact_dir, create=True))
         # A diverged or out-of-memory candidate fails alone; anything else is a bug.
         catch = (TrainingDiverged, torch.OutOfMemoryError)
@@ -215,41 +217,86 @@ def _worker_main(cfg: SearchConfig, stage: Stage, tickets: Tickets, deadline: fl
         sys.exit(2)
 
 
+def best_words(study: optuna.Study, stage: str) -> str:
+    """What a stage's bar says it has found so far: the best search-stage candidate (one seed,
+    the proxy), or the best finalist (its mean over the seeds done): never the one for the
+    other, whose numbers are on another schedule."""
+    if stage == record.FINALIST:
+        final = selection.finalists(study)
+        if not final:
+            return ""
+        f = final[0]
+        return (f"best finalist {f.mean:.2%} over {len(f.runs)} seed(s) (#{f.runs[0].number}, "
+                f"{record.param_count_of(f.runs[0]):,} params)")
+    done = selection.completed(study)
+    if not done:
+        return ""
+    best = done[0]
+    return (f"best {record.accuracy_of(best):.2%} (#{best.number}, "
+            f"{record.param_count_of(best):,} params)")
+
+
+@dataclass(frozen=True)
+class Eta:
+    """The whole run's time left, for a stage's bar: this stage's rest (from its own pace once
+    a run has finished, else the plan's estimate ``stage_s``) plus the later stages' planned
+    ``after_s`` seconds."""
+
+    stage_s: float
+    after_s: float
+
+    def words(self, bar: Any) -> str:
+        d = bar.format_dict
+        done, total, elapsed = d["n"] - d.get("initial", 0), d["total"] or 0, d["elapsed"]
+        left_here = (elapsed / done * (total - d["n"]) if done > 0
+                     else self.stage_s * (1 - d["n"] / total) if total else 0.0)
+        return f"whole run ~{hms(left_here + self.after_s)} left"
+
+
 class _Bars:
-    """tqdm: one bar over trained trials with the best accuracy so far, one over epochs."""
+    """tqdm: one bar over the stage's trials with the best so far and the whole run's time
+    left (:class:`Eta`), one over the current trial's epochs (moving inside an epoch)."""
 
     def __init__(self, study: optuna.Study, total: int, initial: int, epochs: int,
-                 enabled: bool, desc: str) -> None:
+                 enabled: bool, desc: str, stage: str = record.SEARCH,
+                 eta: Eta | None = None) -> None:
         from tqdm.auto import tqdm
 
         # tqdm's default lock is a multiprocessing semaphore: a worker killed with -9 would
         # leave it behind ("leaked semaphore" at exit). One process, one thread: a plain lock.
         tqdm.set_lock(threading.RLock())
         self.study, self.epochs, self.enabled, self.tqdm = study, epochs, enabled, tqdm
+        self.stage, self.eta = stage, eta
         self.outer = tqdm(total=total, initial=initial, desc=desc, unit="trial",
                           disable=not enabled, dynamic_ncols=True)
         self.inner = None
+        self.trial = ""
         self._refresh_best()
 
     def _refresh_best(self) -> None:
         if not self.enabled:
             return
-        done = selection.completed(self.study)
-        if done:
-            best = done[0]
-            self.outer.set_postfix_str(f"best {record.accuracy_of(best):.2%} (#{best.number}, "
-                                       f"{record.param_count_of(best):,} params)")
+        words = [w for w in (best_words(self.study, self.stage),
+                             self.eta.words(self.outer) if self.eta else "") if w]
+        self.outer.set_postfix_str("; ".join(words))
 
     def start_trial(self) -> None:
         if self.inner is not None:
             self.inner.close()
-        self.inner = self.tqdm(total=self.epochs, desc="  epochs", unit="ep", leave=False,
-                               disable=not self.enabled, dynamic_ncols=True)
+        self.inner = self.tqdm(total=self.epochs, desc="  epochs", leave=False,
+                               disable=not self.enabled, dynamic_ncols=True,
+                               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total} "
+                                          "epochs [{elapsed}<{remaining}{postfix}]")
+
+    def step(self, epoch: int, s: int, steps: int) -> None:
+        """Progress inside an epoch (the trainer's ``on_step``)."""
+        if self.inner is not None:
+            self.inner.update(epoch - 1 + s / steps - self.inner.n)
 
     def epoch(self, trial: optuna.Trial, r: EpochReport) -> None:
         if self.inner is not None:
             self.inner.set_description(f"  trial {trial.number}")
-            self.inner.update(1)
+            self.inner.update(r.epoch - self.inner.n)
             self.inner.set_postfix_str(f"val {r.accuracy:.2%}")
 
     def trial_done(self) -> None:
@@ -297,17 +344,18 @@ def search(cfg: SearchConfig, progress: bool = True) -> optuna.Study:
     study = prepare_study(cfg)
     trained = record.count_trained(study)
     runs_done = sum(len(f.runs) for f in selection.finalists(study))
-    cfg, finalist_deadline = _plan(cfg, device, trained, runs_done, n_train - cfg.val_size,
-                                   started, progress)
+    cfg, finalist_deadline, planned = _plan(cfg, device, trained, runs_done,
+                                            n_train - cfg.val_size, started, progress)
     # --timeout ends the search stage; --time-budget also stops starting finalist runs in time.
     deadlines = {record.SEARCH: time.time() + cfg.timeout if cfg.timeout else None,
                  record.FINALIST: finalist_deadline}
-    for stage in stages_of(cfg):
+    for i, stage in enumerate(stages_of(cfg)):
         with faults(cfg.storage):
             tickets = stage.queue(study)
         if tickets:
             deadline = deadlines.get(stage.name)
-            _run_stage(cfg, stage, tickets, progress, deadline)
+            eta = Eta(planned[i], sum(planned[i + 1:])) if planned else None
+            _run_stage(cfg, stage, tickets, progress, deadline, eta)
             if not stage.draws and deadline is not None and time.time() >= deadline:
                 _say(f"--time-budget: the {stage.unit} still queued stay queued (the same "
                      f"command goes on with them)")
@@ -322,14 +370,16 @@ def _say(line: str) -> None:
 
 
 def _plan(cfg: SearchConfig, device: torch.device, trained: int, runs_done: int,
-          n_split: int, started: float, progress: bool) -> tuple[SearchConfig, float | None]:
+          n_split: int, started: float,
+          progress: bool) -> tuple[SearchConfig, float | None, list[float]]:
     """Say what the run will do and about how long it takes here (with progress shown, or a
     time budget): the ``trained`` candidates and ``runs_done`` finalist runs a resumed study
     holds are not counted again. With ``cfg.time_budget``, fit the run into it (nas.study.budget.fit_budget).
-    Returns the settings to run with and the time after which no finalist run starts (one
-    would not finish within the budget), or None."""
+    Returns the settings to run with, the time after which no finalist run starts (one
+    would not finish within the budget) or None, and each stage's estimated seconds (in the
+    order of :func:`stages_of`; empty when nothing was measured)."""
     if cfg.time_budget is None and not progress:
-        return cfg, None
+        return cfg, None, []
     rate = measure_rate(device, cfg)
     remaining = max(cfg.trials - trained, 0)
     final_run = plan_stages(cfg, 1, 1, n_split)[1].run_seconds(rate)
@@ -349,18 +399,18 @@ def _plan(cfg: SearchConfig, device: torch.device, trained: int, runs_done: int,
     runs_left = max(cfg.finalists * cfg.finalist_seeds - runs_done, 0)
     stages = plan_stages(cfg, remaining, runs_left, n_split)
     _say("plan (an estimate, from a measured rate):\n" + "\n".join(describe(stages, rate)))
-    return cfg, finalist_deadline
+    return cfg, finalist_deadline, [s.seconds(rate) for s in stages]
 
 
 def _run_stage(cfg: SearchConfig, stage: Stage, n: int, progress: bool,
-               deadline: float | None) -> None:
+               deadline: float | None, eta: Eta | None = None) -> None:
     """``n`` tickets of ``stage``, in this process or in ``cfg.workers`` worker processes."""
     if cfg.workers > 1:
-        _supervise(cfg, stage, n, progress, deadline)
+        _supervise(cfg, stage, n, progress, deadline, eta)
         return
     try:
         with handle_signals():
-            run_worker(cfg, stage, Tickets(n), progress, deadline)
+            run_worker(cfg, stage, Tickets(n), progress, deadline, eta)
     except Interrupted:
         with faults(cfg.storage):  # what the interrupt left RUNNING in this process
             study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(
@@ -370,7 +420,7 @@ def _run_stage(cfg: SearchConfig, stage: Stage, n: int, progress: bool,
 
 
 def _supervise(cfg: SearchConfig, stage: Stage, n: int, progress: bool,
-               deadline: float | None) -> None:
+               deadline: float | None, eta: Eta | None = None) -> None:
     """Run ``cfg.workers`` worker processes until the ``n`` tickets run out; stop them all on
     a signal, on a worker's error or death."""
     from tqdm.auto import tqdm
@@ -381,6 +431,7 @@ def _supervise(cfg: SearchConfig, stage: Stage, n: int, progress: bool,
     procs = [ctx.Process(target=_worker_main, args=(cfg, stage, tickets, deadline, errors),
                          name=f"worker {w}") for w in range(cfg.workers)]
     total, done = stage.total(n)
+    watched: optuna.Study | None = None  # opened at the first finished trial, for the bar
     bar = tqdm(total=total, initial=done, desc=f"{stage.unit} ({cfg.workers} workers)",
                unit="trial",
                disable=not progress, dynamic_ncols=True)
@@ -396,7 +447,15 @@ def _supervise(cfg: SearchConfig, stage: Stage, n: int, progress: bool,
                 time.sleep(0.2)
                 # update(), not refresh(): tqdm then redraws at most every mininterval and
                 # only on progress, so a log file gets a line per trial, not five a second.
-                bar.update(done + tickets.done.value - bar.n)
+                if done + tickets.done.value != bar.n:
+                    bar.update(done + tickets.done.value - bar.n)
+                    if progress:
+                        with faults(cfg.storage):
+                            watched = watched or optuna.load_study(
+                                study_name=cfg.study_name, storage=open_storage(cfg.storage))
+                            bar.set_postfix_str("; ".join(w for w in (
+                                best_words(watched, stage.name), eta.words(bar) if eta else "")
+                                if w))
                 _check(procs, errors)
             _check(procs, errors)
     except BaseException as e:

@@ -449,14 +449,16 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 def train(spec: ArchSpec, train_split: Split, eval_split: Split, cfg: TrainConfig,
           device: torch.device | str = "cpu",
           callback: Callable[[EpochReport], None] | None = None,
-          dataset: Dataset = MNIST) -> TrainResult:
+          dataset: Dataset = MNIST,
+          on_step: Callable[[int, int, int], None] | None = None) -> TrainResult:
     """Train ``build(spec)`` on ``train_split``, evaluating on ``eval_split`` after every epoch,
     both normalised with ``dataset``'s mean and std (what the export states: the data set the
     images come from).
 
     Raises :class:`~nas.training.data.DataError` before training when the data do not fit the spec
     (:func:`check_data`), :class:`TrainingDiverged` when the loss is not finite at an epoch's
-    end, and whatever ``callback`` raises.
+    end, and whatever ``callback`` raises. ``on_step(epoch, step, steps)``, for progress
+    inside an epoch, is called about 50 times an epoch (it costs no device sync).
     """
     check_data(spec, train_split, "training")
     check_data(spec, eval_split, "evaluation")
@@ -482,6 +484,7 @@ def train(spec: ArchSpec, train_split: Split, eval_split: Split, cfg: TrainConfi
     average = WeightAverage(model, cfg.ema) if cfg.ema > 0 else None
     evaluated = average.model if average is not None else model  # evaluated, returned, saved
     result = TrainResult(model=evaluated, precision=precision)
+    every = max(1, steps // 50)  # on_step's pace
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         view.train()  # model's modules, and the view's own dropouts
@@ -500,6 +503,8 @@ def train(spec: ArchSpec, train_split: Split, eval_split: Split, cfg: TrainConfi
                                        label_smoothing=cfg.label_smoothing)
             optimizer_step(loss, opt, sched, scaler, average)
             loss_sum += loss.detach()
+            if on_step is not None and ((s + 1) % every == 0 or s + 1 == steps):
+                on_step(epoch, s + 1, steps)
         train_loss = loss_sum.item() / max(steps, 1)  # the one sync of the epoch
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"training loss is {train_loss} at epoch {epoch}")
