@@ -98,7 +98,7 @@ def test_onnx_texts_and_graph_follow_the_descriptor(tmp_path):
     assert meta["classes"] == "3: logit i is shape i of 0 ring, 1 bar, 2 dot"
     assert "(pixels / 255 - 0.5) / 0.25" in meta["input"]
     assert meta["normalisation"] == "inside the graph: (pixels / 255 - 0.5) / 0.25"
-    assert "Other-Set IDX files" in meta["input"] and "(N, 3)" in meta["output"]
+    assert "Other-Set files" in meta["input"] and "(N, 3)" in meta["output"]  # npz or IDX
     joined = " ".join(meta.values())
     assert "0.1307" not in joined and "0.3081" not in joined and "MNIST" not in joined
     assert "digit" not in joined

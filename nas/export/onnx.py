@@ -35,7 +35,10 @@ INPUT_NAME, OUTPUT_NAME = "pixels_uint8", "logits"
 def input_contract(dataset: Dataset = MNIST) -> str:
     """What the input must be, in words, for a network trained on ``dataset``."""
     c, h, w = dataset.shape
-    return (f"uint8 pixels 0-255 as stored in the {dataset.name} IDX files (0 = background, "
+    # A named data set comes as IDX files; your own may be IDX files or a .npz: "files".
+    named = dataset.package_dir or dataset.system_dir or dataset.torchvision
+    files = "IDX files" if named else "files"
+    return (f"uint8 pixels 0-255 as stored in the {dataset.name} {files} (0 = background, "
             f"255 = ink), shape (N, {c}, {h}, {w}); the graph normalises them itself as "
             f"{dataset.normalisation()}: do not normalise")
 
