@@ -22,15 +22,12 @@ def _fresh_cache():
     """Empty load_mnist's in-process cache before every test, so each test's first
     load_mnist reads its files from disk.
 
-    Why: nas.training.data.load_mnist is an ``lru_cache`` keyed by its arguments as given
-    (the folder as typed, and ``download``), not by the files' contents. Within one process a
-    folder loaded once is never read again: files rewritten, truncated or removed there, and
-    monkeypatches of the reading code (``_download``, ``read_idx``), go unseen; every
-    caller shares the same cached tensors; and ``"d"``, ``Path("d")`` and ``d`` with
-    ``download=False`` are three entries of at most four. A test must not pass or fail by
-    which tests ran before it in the same process. The cost: the shipped 60,000-image copy
-    is decompressed again by each test that loads it. Once the cache is keyed by the files
-    themselves (their folder, sizes and modification times), this fixture can go.
+    Why: nas.training.data.load_mnist caches by the files (folder, sizes, modification
+    times), so a rewritten folder is read again; but monkeypatches of the reading code
+    (``_download``, ``read_idx``) would go unseen behind a cached entry, and every caller
+    shares the cached tensors. A test must not pass or fail by which tests ran before it in
+    the same process. The cost: the shipped 60,000-image copy is decompressed again by each
+    test that loads it.
     """
     load_mnist.cache_clear()
     load_path.cache_clear()

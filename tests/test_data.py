@@ -82,3 +82,19 @@ def test_the_shipped_copy_is_real_mnist():
     assert m.train.y[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
     assert torch.bincount(m.test.y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028,
                                                  974, 1009]
+
+
+def test_the_cache_is_keyed_by_the_files_not_the_words(tmp_path):
+    """Was: keyed by the folder as typed, so a folder rewritten in the same process read
+    stale (50 instead of 70 images), and "d" and Path("d") were two entries."""
+    from nas.training.data import load_mnist
+    from tests.helpers import write_mnist
+
+    d = write_mnist(tmp_path / "d", n_train=50, n_test=10)
+    first = load_mnist(str(d))
+    assert len(first.train) == 50
+    assert load_mnist(d) is first and load_mnist(str(d) + "/.") is first  # one entry
+    write_mnist(tmp_path / "d", n_train=70, n_test=10)  # the same folder, other files
+    again = load_mnist(d)
+    assert again is not first and len(again.train) == 70
+    assert load_mnist(d) is again

@@ -157,11 +157,44 @@ def _is_shipped(root: Path, dataset: Dataset) -> bool:
     return shipped is not None and root.resolve() == shipped.resolve()
 
 
-@lru_cache(maxsize=4)
 def load_mnist(data_dir: str | Path | None = None, download: bool = True,
                dataset: Dataset = ds.MNIST) -> MNIST:
     """Load ``dataset`` (default MNIST) from ``data_dir`` (default: the copy that ships with
-    the package), once per process. The shipped copy is never downloaded into."""
+    the package). The shipped copy is never downloaded into. Cached in the process by the
+    files themselves (the folder, resolved, and each file's size and modification time): a
+    folder loaded again is not read again until a file there changes; ``"d"``, ``Path("d")``
+    and ``./d`` are one entry. ``load_mnist.cache_clear()`` empties the cache."""
+    root = Path(data_dir) if data_dir is not None else dataset.default_dir
+    key = _stamps(root.resolve(), dataset) if root is not None else None
+    return _load_cached(data_dir if root is None else root.resolve(), download, dataset, key)
+
+
+def _stamps(root: Path, dataset: Dataset) -> tuple[tuple[str, int, int], ...]:
+    """(path, size, mtime in ns) of every file of ``dataset`` that exists where
+    :func:`_locate` looks: what the cache of :func:`load_mnist` is keyed by."""
+    out = []
+    for d in (root, *(root / sub for sub in dataset.subdirs)):
+        for stem in dataset.files:
+            for name in (stem, stem + ".gz"):
+                try:
+                    st = (d / name).stat()
+                except OSError:
+                    continue
+                out.append((str(d / name), st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+@lru_cache(maxsize=4)
+def _load_cached(data_dir: str | Path | None, download: bool, dataset: Dataset,
+                 stamps: object) -> MNIST:
+    """:func:`_load`, once per folder and set of file stamps (``stamps``: only the key)."""
+    return _load(data_dir, download, dataset)
+
+
+load_mnist.cache_clear = _load_cached.cache_clear  # type: ignore[attr-defined]
+
+
+def _load(data_dir: str | Path | None, download: bool, dataset: Dataset) -> MNIST:
     if dataset.channels != 1:  # an IDX image file here is (N, H, W): one channel
         raise DataError(f"{dataset.name} has {dataset.channels} channels; nas reads "
                         f"single-channel IDX images only")
