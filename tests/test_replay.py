@@ -54,8 +54,9 @@ def test_a_spec_replays_with_a_recipe_file(capsys, tmp_path, tiny_mnist_dir):
     from nas.training.trainer import TrainConfig
     from tests.test_cli import assert_one_line_error, call
 
-    recipe = tmp_path / "recipe.json"
-    recipe.write_text(json.dumps({"lr": 0.2, "label_smoothing": 0.05, "batch_size": 64}))
+    recipe = tmp_path / "recipe.json"  # the shape nas.export writes
+    recipe.write_text(json.dumps({"train_config": {"lr": 0.2, "label_smoothing": 0.05,
+                                                   "batch_size": 64}, "data": "..."}))
     _, report = _replay(capsys, tmp_path, tiny_mnist_dir, "--seeds", "1", "--epochs", "1",
                         "--recipe", str(recipe))
     got = report["train_config"]
@@ -65,6 +66,9 @@ def test_a_spec_replays_with_a_recipe_file(capsys, tmp_path, tiny_mnist_dir):
     recipe.write_text(json.dumps({"lr": -1}))
     assert_one_line_error(*call(capsys, "replay", "--spec", "bn_dropout_16k", "--recipe",
                                 str(recipe)), "--recipe")
+    recipe.write_text(json.dumps({"data": "no settings here"}))
+    assert_one_line_error(*call(capsys, "replay", "--spec", "bn_dropout_16k", "--recipe",
+                                str(recipe)), "holds no training setting")
     recipe.write_text("[1, 2")
     assert_one_line_error(*call(capsys, "replay", "--spec", "bn_dropout_16k", "--recipe",
                                 str(recipe)), "not training settings")

@@ -389,6 +389,11 @@ def load_recipe(arg: str) -> TrainConfig:
             raise UserError(f"--recipe {arg}: larger than {MAX_RECIPE_BYTES:,} bytes, not a "
                             f"recipe")
         d = json.loads(path.read_text())
+        if isinstance(d, dict) and isinstance(d.get("train_config"), dict):
+            d = d["train_config"]  # an exported recipe.json: the settings and their story
+        if not isinstance(d, dict) or not d.keys() & TrainConfig.__dataclass_fields__.keys():
+            raise UserError(f"--recipe {arg}: holds no training setting (expected an "
+                            f"exported recipe.json or a train_config mapping)")
         return TrainConfig.from_dict(d)
     except OSError as e:
         raise UserError(f"--recipe {arg}: {e.strerror or e}") from None
