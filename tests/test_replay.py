@@ -74,3 +74,28 @@ def test_a_spec_replays_with_a_recipe_file(capsys, tmp_path, tiny_mnist_dir):
                                 str(recipe)), "not training settings")
     code, err = call(capsys, "replay", "--recipe", str(recipe))
     assert code == 2 and "--recipe goes with --spec" in err
+
+
+def test_sigterm_ends_a_replay_in_one_line_and_its_seeds_stay(tmp_path, tiny_mnist_dir):
+    """Was: a replay had no signal handling, so SIGTERM killed it without a word."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "r"
+    p = subprocess.Popen([sys.executable, "-m", "nas.replay", "--spec", "bn_dropout_16k",
+                          "--data-dir", str(tiny_mnist_dir), "--epochs", "200", "--seeds", "2",
+                          "--no-progress", "--out", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(8)  # past the imports and the data, into seed 0's training
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 143, err
+    assert err.strip().splitlines() == [
+        "python -m nas.replay: interrupted by SIGTERM; what was stored stays stored, run the "
+        "same command to go on"]

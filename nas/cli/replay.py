@@ -32,6 +32,7 @@ from nas.export.onnx import metadata, write_onnx
 from nas.study import record, selection, uploads
 from nas.study.artifacts import ArtifactError, open_store
 from nas.study.config import data_identity, data_words
+from nas.study.processes import handle_signals
 from nas.study.storage import StorageError, check_writable, faults, load_study, open_storage
 from nas.training import checkpoint
 from nas.training.data import MNIST as Loaded
@@ -280,6 +281,13 @@ def _add_seed(report: ReplayReport, path: Path, acc: float, curve: list[float],
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command; SIGTERM and SIGINT end it as one line (nas.cli.common.run), the seeds
+    already written kept for the same command to reuse."""
+    with handle_signals():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     p = Parser(prog="python -m nas.replay", description=describe(__doc__))
     which = add_study_args(p)
     p.add_argument("--spec", default=None,
