@@ -18,6 +18,26 @@ from nas.training.trainer import TrainConfig
 TINY_TRAIN = TrainConfig(epochs=2, batch_size=100, lr=0.1, eval_batch_size=500)
 
 
+def sigterm_at_second_run_of(epochs: int, real_train):
+    """A stand-in for the objective's ``train``: SIGTERM (as ``Interrupted``) at the start of
+    the second training of ``epochs`` epochs (the second finalist run), once; every other
+    call trains for real. Returns it and the list of the epochs each call asked for."""
+    import signal
+
+    from nas.study.processes import Interrupted
+
+    calls: list[int] = []
+
+    def train(spec, tr, val, tcfg, device, callback=None, **more):
+        calls.append(tcfg.epochs)
+        if calls.count(epochs) == 2 and not getattr(train, "stopped", False):
+            train.stopped = True
+            raise Interrupted(signal.SIGTERM)
+        return real_train(spec, tr, val, tcfg, device, callback=callback, **more)
+
+    return train, calls
+
+
 def tiny_config(tmp_path: Path, data_dir: Path, **changes) -> SearchConfig:
     base = dict(storage=f"sqlite:///{tmp_path / 'nas.db'}", study_name="t", trials=3,
                 max_params=20_000, data_dir=str(data_dir), val_size=200, device="cpu",

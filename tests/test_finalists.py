@@ -15,7 +15,7 @@ from nas.study import cost, record, selection
 from nas.study.processes import Interrupted
 from nas.study.runner import search
 from nas.study.storage import open_storage
-from tests.helpers import TINY_TRAIN, tiny_config
+from tests.helpers import TINY_TRAIN, sigterm_at_second_run_of, tiny_config
 
 
 def two_stage(tmp_path, data_dir, **changes):
@@ -81,17 +81,7 @@ def test_search_stage_then_finalists_on_several_seeds(tmp_path, tiny_mnist_dir):
 def test_an_interrupted_finalist_stage_is_finished_by_the_next_search(tmp_path, tiny_mnist_dir,
                                                                        monkeypatch, capsys):
     cfg = two_stage(tmp_path, tiny_mnist_dir)
-    real_train, calls, stopped = objectives.train, [], []
-
-    def stop_at_the_second_finalist(spec, tr, val, tcfg, device, callback=None, **more):
-        calls.append(tcfg.epochs)
-        if calls.count(3) == 2 and not stopped:
-            import signal
-
-            stopped.append(True)
-            raise Interrupted(signal.SIGTERM)
-        return real_train(spec, tr, val, tcfg, device, callback=callback, **more)
-
+    stop_at_the_second_finalist, calls = sigterm_at_second_run_of(3, objectives.train)
     monkeypatch.setattr(objectives, "train", stop_at_the_second_finalist)
     with pytest.raises(Interrupted):
         search(cfg, progress=False)

@@ -112,21 +112,13 @@ def test_pareto_search_end_to_end_resumes_and_answers_each_budget(tmp_path, tiny
     from nas.study import objective as objectives
     from nas.study.processes import Interrupted
     from nas.study.runner import search
-    from tests.helpers import TINY_TRAIN, tiny_config
+    from tests.helpers import TINY_TRAIN, sigterm_at_second_run_of, tiny_config
 
     cfg = tiny_config(tmp_path, tiny_mnist_dir, trials=6, finalists=3, finalist_seeds=1,
                       pruner="none", proxy_epochs=1, max_params=20_000,
                       pareto=(5000, 10_000, 20_000))
-    real_train, calls, stopped = objectives.train, [], []
-
-    def stop_at_the_second_finalist(spec, tr, val, tcfg, device, callback=None, **more):
-        calls.append(tcfg.epochs)
-        if calls.count(TINY_TRAIN.epochs) == 2 and not stopped:  # the second finalist run
-            import signal
-            stopped.append(True)
-            raise Interrupted(signal.SIGTERM)
-        return real_train(spec, tr, val, tcfg, device, callback=callback, **more)
-
+    stop_at_the_second_finalist, _ = sigterm_at_second_run_of(TINY_TRAIN.epochs,
+                                                              objectives.train)
     monkeypatch.setattr(objectives, "train", stop_at_the_second_finalist)
     with pytest.raises(Interrupted):
         search(cfg, progress=False)

@@ -125,7 +125,7 @@ def run_worker(cfg: SearchConfig, stage: Stage, tickets: Tickets, progress: bool
                                   pruner=make_pruner(cfg.pruner, cfg.proxy_schedule().epochs))
         total, done = stage.total(tickets.left.value)
         bars = _Bars(study, total, done, stage.schedule().epochs, progress, stage.unit,
-                     stage.name, eta)
+                     stage, eta)
         objective = Objective(cfg, tr, val, device, on_epoch=bars.epoch,
                               on_step=bars.step if progress else None,
                               artifacts=open_store(cfg.storage, cfg.artifact_dir, create=True))
@@ -217,25 +217,6 @@ def _worker_main(cfg: SearchConfig, stage: Stage, tickets: Tickets, deadline: fl
         sys.exit(2)
 
 
-def best_words(study: optuna.Study, stage: str) -> str:
-    """What a stage's bar says it has found so far: the best search-stage candidate (one seed,
-    the proxy), or the best finalist (its mean over the seeds done): never the one for the
-    other, whose numbers are on another schedule."""
-    if stage == record.FINALIST:
-        final = selection.finalists(study)
-        if not final:
-            return ""
-        f = final[0]
-        return (f"best finalist {f.mean:.2%} over {len(f.runs)} seed(s) (#{f.runs[0].number}, "
-                f"{record.param_count_of(f.runs[0]):,} params)")
-    done = selection.completed(study)
-    if not done:
-        return ""
-    best = done[0]
-    return (f"best {record.accuracy_of(best):.2%} (#{best.number}, "
-            f"{record.param_count_of(best):,} params)")
-
-
 @dataclass(frozen=True)
 class Eta:
     """The whole run's time left, for a stage's bar: this stage's rest (from its own pace once
@@ -258,7 +239,7 @@ class _Bars:
     left (:class:`Eta`), one over the current trial's epochs (moving inside an epoch)."""
 
     def __init__(self, study: optuna.Study, total: int, initial: int, epochs: int,
-                 enabled: bool, desc: str, stage: str = record.SEARCH,
+                 enabled: bool, desc: str, stage: Stage | None = None,
                  eta: Eta | None = None) -> None:
         from tqdm.auto import tqdm
 
@@ -276,7 +257,7 @@ class _Bars:
     def _refresh_best(self) -> None:
         if not self.enabled:
             return
-        words = [w for w in (best_words(self.study, self.stage),
+        words = [w for w in (self.stage.best_so_far(self.study) if self.stage else "",
                              self.eta.words(self.outer) if self.eta else "") if w]
         self.outer.set_postfix_str("; ".join(words))
 
@@ -454,7 +435,7 @@ def _supervise(cfg: SearchConfig, stage: Stage, n: int, progress: bool,
                             watched = watched or optuna.load_study(
                                 study_name=cfg.study_name, storage=open_storage(cfg.storage))
                             bar.set_postfix_str("; ".join(w for w in (
-                                best_words(watched, stage.name), eta.words(bar) if eta else "")
+                                stage.best_so_far(watched), eta.words(bar) if eta else "")
                                 if w))
                 _check(procs, errors)
             _check(procs, errors)

@@ -28,7 +28,7 @@ from nas.arch.plan import Plan, plan
 from nas.arch.spec import ArchSpec, SpecError
 from nas.study import pareto, record
 from nas.study.config import SearchConfig, enqueue_start, input_of
-from nas.study.selection import earlier_same_arch
+from nas.study.selection import completed, earlier_same_arch, finalists
 from nas.training.data import Split
 from nas.training.space import sample_train
 from nas.training.trainer import TrainConfig
@@ -76,6 +76,11 @@ class Stage(ABC):
         (its result is reused). A candidate the search may not train raises
         ``optuna.TrialPruned`` after recording why (:func:`reject`)."""
 
+    @abstractmethod
+    def best_so_far(self, study: optuna.Study) -> str:
+        """What this stage's bar says it has found so far, in its own numbers ("" for
+        nothing yet): never the other stage's, which are on another schedule."""
+
     def total(self, tickets: int) -> tuple[int, int]:
         """(total, done) for this stage's progress bar, given its tickets left."""
         return tickets, 0
@@ -117,6 +122,13 @@ class SearchStage(Stage):
     def total(self, tickets: int) -> tuple[int, int]:
         return self.cfg.trials, self.cfg.trials - tickets
 
+    def best_so_far(self, study: optuna.Study) -> str:
+        done = completed(study)  # one seed each, on the proxy
+        if not done:
+            return ""
+        return (f"best {record.accuracy_of(done[0]):.2%} (#{done[0].number}, "
+                f"{record.param_count_of(done[0]):,} params)")
+
     def candidate(self, trial: Trial, max_params: int) -> Candidate | FrozenTrial:
         target = pareto.size_target(trial, self.cfg.pareto, max_params, self.cfg.space)
         spec = arch_space.sample(self.cfg.space, trial, target, input_of(self.cfg))
@@ -153,6 +165,14 @@ class FinalistStage(Stage):
 
     def images(self, split: Split) -> Split:
         return split
+
+    def best_so_far(self, study: optuna.Study) -> str:
+        final = finalists(study)  # means over the seeds done
+        if not final:
+            return ""
+        f = final[0]
+        return (f"best finalist {f.mean:.2%} over {len(f.runs)} seed(s) (#{f.runs[0].number}, "
+                f"{record.param_count_of(f.runs[0]):,} params)")
 
     def queue(self, study: optuna.Study) -> int:
         """Queue the runs still missing for the best search-stage candidates: a run already
