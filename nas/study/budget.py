@@ -6,9 +6,13 @@ into an estimate of time. :func:`fit_budget` shrinks a search to fit ``--time-bu
 keeps the design (the proxy, the full schedule) and changes only how much of it runs, first
 the finalists' seeds and number, then the number of candidates.
 
-Estimates come from one mid-size network (the 16k reference); a candidate twice its size
-takes up to about twice as long, so the plan states its rate and calls itself an estimate,
-and the runner enforces the budget with deadlines rather than trusting it.
+Estimates come from one mid-size network (the 16k reference); a candidate can take twice as
+long or more (a 14k network with 28 channels at full resolution took 2.4 times the
+reference's estimate), so the plan states its rate and calls itself an estimate. Once the
+search stage has run, the finalists' own search-stage epochs say what each of their runs
+costs, and :func:`fit_finalists` sizes the finalist stage again from those
+(:func:`own_run_seconds`); the runner enforces the budget with deadlines rather than
+trusting any estimate.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, replace
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -98,12 +103,7 @@ def fit_budget(cfg: SearchConfig, budget_s: float, rate: Rate,
     t_candidate, t_final = full[0].run_seconds(rate), full[1].run_seconds(rate)
     finalists, seeds = cfg.finalists, cfg.finalist_seeds
     while finalists and finalists * seeds * t_final > FINALIST_SHARE * usable:
-        if seeds > 2 or (seeds == 2 and finalists <= 2):
-            seeds -= 1
-        elif finalists > 1:
-            finalists -= 1
-        else:
-            finalists = 0
+        finalists, seeds = _smaller(finalists, seeds)
     search_s = usable - finalists * seeds * t_final
     trials = min(cfg.trials, math.floor(search_s / t_candidate))
     if trials < 2:
@@ -119,6 +119,80 @@ def fit_budget(cfg: SearchConfig, budget_s: float, rate: Rate,
               if finalists else ", no finalist stage (it would not fit): the pick is the best "
                                 "search-stage candidate"))
     return fitted, how
+
+
+def _smaller(finalists: int, seeds: int) -> tuple[int, int]:
+    """The next smaller finalist stage: seeds go first (down to 2, then 1), then finalists
+    (down to 1, then none)."""
+    if seeds > 2 or (seeds == 2 and finalists <= 2):
+        return finalists, seeds - 1
+    return (finalists - 1, seeds) if finalists > 1 else (0, seeds)
+
+
+def own_run_seconds(epoch_seconds: Sequence[float], search: StagePlan, final: StagePlan,
+                    rate: Rate) -> float:
+    """One full-schedule run of a candidate, from its own search-stage ``epoch_seconds``: the
+    reference network's estimate of the run (``final`` at ``rate``) times how much longer (or
+    shorter) the candidate's epochs took than the reference's estimate of a ``search``
+    epoch. Without recorded epochs: the reference's estimate."""
+    if not epoch_seconds:
+        return final.run_seconds(rate)
+    reference_epoch = (search.run_seconds(rate) - OVERHEAD_S) / search.epochs
+    factor = sum(epoch_seconds) / len(epoch_seconds) / reference_epoch
+    return factor * (final.run_seconds(rate) - OVERHEAD_S) + OVERHEAD_S
+
+
+@dataclass(frozen=True)
+class FinalistFit:
+    """The finalist stage sized to the time left: ``finalists`` (the best first) on
+    ``seeds`` seeds, about ``seconds`` of wall time, no run started later than
+    ``longest_s`` before the end; ``how`` says so in one line (empty: nothing changed)."""
+
+    finalists: int
+    seeds: int
+    seconds: float
+    longest_s: float
+    how: str
+
+
+def finalist_seconds(run_s: Sequence[float], seeds_done: Sequence[int], seeds: int,
+                     workers: int) -> tuple[float, float]:
+    """The wall time of the finalist runs still missing (``seeds`` each, ``seeds_done``
+    complete; ``run_s`` seconds a run) on ``workers`` processes: their total shared out, but
+    never less than the longest of them; and that longest run."""
+    runs = [(s, seeds - d) for s, d in zip(run_s, seeds_done) if d < seeds]
+    longest = max((s for s, _ in runs), default=0.0)
+    return max(sum(s * m for s, m in runs) / max(workers, 1), longest), longest
+
+
+def fit_finalists(finalists: int, seeds: int, run_s: Sequence[float],
+                  seeds_done: Sequence[int], left_s: float, workers: int) -> FinalistFit:
+    """The first ``finalists`` of the ranked candidates (``run_s``: each one's estimated
+    seconds a run, :func:`own_run_seconds`; ``seeds_done``: its runs already complete) on
+    ``seeds`` seeds, shrunk in :func:`fit_budget`'s order until the runs still missing fit in
+    :data:`MARGIN` of ``left_s`` seconds on ``workers`` processes (their total shared out,
+    and the longest whole)."""
+    usable = left_s * MARGIN
+    finalists = min(finalists, len(run_s))
+    asked = (finalists, seeds)
+
+    def cost(n: int, k: int) -> tuple[float, float]:
+        return finalist_seconds(run_s[:n], seeds_done[:n], k, workers)
+
+    while finalists and cost(finalists, seeds)[0] > usable:
+        finalists, seeds = _smaller(finalists, seeds)
+    seconds, longest = cost(finalists, seeds) if finalists else (0.0, 0.0)
+    if not finalists and asked[0]:
+        how = (f"--time-budget: no finalist run fits in the {hms(left_s)} left (the best "
+               f"candidate's run takes about {hms(run_s[0])}, from its own search-stage "
+               f"epochs): the pick is the best search-stage candidate")
+    elif (finalists, seeds) != asked:
+        how = (f"--time-budget: {finalists} finalist(s) x {seeds} seed(s) fit in the "
+               f"{hms(left_s)} left (runs of about {hms(longest)} at most, from the "
+               f"candidates' own search-stage epochs)")
+    else:
+        how = ""
+    return FinalistFit(finalists, seeds, seconds, longest, how)
 
 
 def measure_rate(device: torch.device, cfg: SearchConfig, images: int = 2048) -> Rate:

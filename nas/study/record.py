@@ -536,6 +536,17 @@ def train_seconds_of(trial: FrozenTrial, study: optuna.Study | None = None) -> f
     return float(v)
 
 
+def epoch_seconds_of(trial: FrozenTrial, study: optuna.Study | None = None) -> list[float]:
+    """How long each of the trial's epochs took, evaluation included ([]: not recorded)."""
+    v = trial.user_attrs.get(EPOCH_SECONDS)
+    if v is None:
+        return []
+    if not isinstance(v, list) or not all(_is_number(s) and s >= 0 for s in v):
+        raise _bad(trial, study, EPOCH_SECONDS, f"must be a list of seconds, got "
+                                                f"{short_repr(v)}")
+    return [float(s) for s in v]
+
+
 def outcome_of(trial: FrozenTrial) -> str | None:
     return trial.user_attrs.get(OUTCOME)
 

@@ -21,23 +21,26 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import optuna
 import torch
+from optuna.trial import FrozenTrial
 
 from nas.arch.plan import param_count
 from nas.arch.space import smallest
 from nas.errors import UserError, WorkerDied
 from nas.study import record, recovery, selection
 from nas.study.artifacts import open_store
-from nas.study.budget import describe, fit_budget, hms, measure_rate, plan_stages
+from nas.study.budget import (MARGIN, Rate, describe, finalist_seconds, fit_budget, hms,
+                              measure_rate, own_run_seconds, plan_stages)
 from nas.study.config import (SearchConfig, data_of, finalist_markdown, input_of, make_pruner,
                               make_sampler, prepare_study)
 from nas.study.objective import Objective
 from nas.study.processes import Interrupted, die_with_parent, handle_signals
-from nas.study.stages import Stage, stages_of
+from nas.study.stages import FinalistStage, Stage, stages_of
 from nas.study.storage import (check_url, check_writable, faults, open_storage,
                                quiet_storage_faults_in_threads)
 from nas.training.data import load_mnist
@@ -106,7 +109,7 @@ class Tickets:
 
 
 def run_worker(cfg: SearchConfig, stage: Stage, tickets: Tickets, progress: bool,
-               deadline: float | None = None, eta: Eta | None = None) -> None:
+               deadline: Deadline | None = None, eta: Eta | None = None) -> None:
     """Train until the tickets run out (or ``deadline`` passes). One process, one device
     context. A ticket is what the stage says (:attr:`Stage.draws`): one candidate that went to
     training (rejected and duplicate ones are free), or one queued run.
@@ -132,7 +135,8 @@ def run_worker(cfg: SearchConfig, stage: Stage, tickets: Tickets, progress: bool
         # A diverged or out-of-memory candidate fails alone; anything else is a bug.
         catch = (TrainingDiverged, torch.OutOfMemoryError)
         try:
-            while (deadline is None or time.time() < deadline) and tickets.take():
+            limit = deadline or Deadline()
+            while not limit.passed(study) and tickets.take():
                 if not stage.draws:
                     bars.start_trial()
                     while _optimize(study, objective, bars, n_trials=1, catch=catch) is False:
@@ -142,12 +146,12 @@ def run_worker(cfg: SearchConfig, stage: Stage, tickets: Tickets, progress: bool
                     while True:
                         lost = _optimize(study, objective, bars, n_trials=MAX_REJECTS_IN_A_ROW,
                                          callbacks=[until], catch=catch,
-                                         timeout=deadline and max(0.0, deadline - time.time()))
+                                         timeout=limit.seconds_left(study))
                         if lost is None or lost:
                             until.trained = until.trained or bool(lost)
                             break
                     if not until.trained:
-                        if deadline is not None and time.time() >= deadline:
+                        if limit.passed(study):
                             break  # --timeout: the stage ends here
                         raise UserError(f"{MAX_REJECTS_IN_A_ROW} candidates in a row were "
                                         f"over --max-params {cfg.max_params:,}, invalid or "
@@ -198,7 +202,7 @@ class _UntilTrained:
             self.bars.start_trial()
 
 
-def _worker_main(cfg: SearchConfig, stage: Stage, tickets: Tickets, deadline: float | None,
+def _worker_main(cfg: SearchConfig, stage: Stage, tickets: Tickets, deadline: Deadline | None,
                  errors: Any) -> None:
     """A worker process: dies with its parent; SIGTERM/SIGINT stop it cleanly; a user error
     or storage fault goes back to the parent as one line."""
@@ -325,25 +329,92 @@ def search(cfg: SearchConfig, progress: bool = True) -> optuna.Study:
     study = prepare_study(cfg)
     trained = record.count_trained(study)
     runs_done = sum(len(f.runs) for f in selection.finalists(study))
-    cfg, finalist_deadline, planned = _plan(cfg, device, trained, runs_done,
-                                            n_train - cfg.val_size, started, progress)
-    # --timeout ends the search stage; --time-budget also stops starting finalist runs in time.
-    deadlines = {record.SEARCH: time.time() + cfg.timeout if cfg.timeout else None,
-                 record.FINALIST: finalist_deadline}
+    n_split = n_train - cfg.val_size
+    cfg, rate, planned = _plan(cfg, device, trained, runs_done, n_split, started, progress)
+    end = started + cfg.time_budget if cfg.time_budget is not None else None
+    # --timeout ends the search stage (sized to --time-budget before it began); the later
+    # stages are sized to what the budget leaves once the earlier ones have run.
+    timeout_end = time.time() + cfg.timeout if cfg.timeout else None
     for i, stage in enumerate(stages_of(cfg)):
+        deadline = Deadline(timeout_end if stage.draws else None)
+        if end is not None and rate is not None:
+            with faults(cfg.storage):
+                stage, window = stage.within(study, end - time.time(), cfg.workers,
+                                             _own_run_seconds(cfg, rate, n_split))
+            if window is not None:
+                deadline = Deadline(end - window.last_start_s)
+                planned[i] = window.seconds
+                if window.how:
+                    _say(window.how)
+            elif stage.draws and cfg.finalists > 0:
+                deadline = Deadline(deadline.at, Reserve(cfg, rate, n_split, end))
         with faults(cfg.storage):
             tickets = stage.queue(study)
         if tickets:
-            deadline = deadlines.get(stage.name)
             eta = Eta(planned[i], sum(planned[i + 1:])) if planned else None
             _run_stage(cfg, stage, tickets, progress, deadline, eta)
-            if not stage.draws and deadline is not None and time.time() >= deadline:
+            with faults(cfg.storage):
+                cut = deadline.passed(study)
+            if cut and not stage.draws:
                 _say(f"--time-budget: the {stage.unit} still queued stay queued (the same "
                      f"command goes on with them)")
+            elif cut and deadline.reserve is not None:
+                _say(f"--time-budget: the search stage ended after "
+                     f"{record.count_trained(study)} of {cfg.trials} candidates, keeping the "
+                     f"time the best of them need as finalists")
     if cfg.finalists > 0:
         with faults(cfg.storage):  # the pick, where optuna-dashboard shows the study
             record.write_finalist_note(study, finalist_markdown(study, cfg.full_schedule.epochs))
     return study
+
+
+@dataclass(frozen=True)
+class Reserve:
+    """Under a time budget, the time the finalist stage needs, kept from the search stage:
+    no new candidate starts once what is left until ``end`` would not also retrain the best
+    candidates so far as planned (``cfg``'s finalists and seeds, each run costed from its
+    candidate's own search-stage epochs; candidates not yet there at the reference network's
+    cost) after one more candidate. Where they no longer fit whatever the search stage does
+    (a slow candidate became the best late), it keeps nothing: the search stage runs to its
+    timeout and the finalist stage is sized to what is left (FinalistStage.within)."""
+
+    cfg: SearchConfig
+    rate: Rate
+    n_split: int
+    end: float
+
+    def search_until(self, study: optuna.Study) -> float | None:
+        cfg = self.cfg
+        search_plan, final_plan = plan_stages(cfg, 1, 1, self.n_split)
+        run_seconds = _own_run_seconds(cfg, self.rate, self.n_split)
+        runs = [run_seconds(t) for t in FinalistStage(cfg).sources(study)]
+        runs += [final_plan.run_seconds(self.rate)] * (cfg.finalists - len(runs))
+        need, _ = finalist_seconds(runs, [0] * len(runs), cfg.finalist_seeds, cfg.workers)
+        if need / MARGIN > self.end - time.time():
+            return None
+        return self.end - need / MARGIN - search_plan.run_seconds(self.rate)
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When a stage starts no new run: after ``at`` (seconds since the epoch; None: no such
+    time), and for the search stage under a time budget also once the time left is what the
+    finalists need (``reserve``)."""
+
+    at: float | None = None
+    reserve: Reserve | None = None
+
+    def until(self, study: optuna.Study) -> float | None:
+        times = [self.at, self.reserve.search_until(study) if self.reserve else None]
+        return min((t for t in times if t is not None), default=None)
+
+    def passed(self, study: optuna.Study) -> bool:
+        until = self.until(study)
+        return until is not None and time.time() >= until
+
+    def seconds_left(self, study: optuna.Study) -> float | None:
+        until = self.until(study)
+        return None if until is None else max(0.0, until - time.time())
 
 
 def _say(line: str) -> None:
@@ -352,39 +423,46 @@ def _say(line: str) -> None:
 
 def _plan(cfg: SearchConfig, device: torch.device, trained: int, runs_done: int,
           n_split: int, started: float,
-          progress: bool) -> tuple[SearchConfig, float | None, list[float]]:
+          progress: bool) -> tuple[SearchConfig, Rate | None, list[float]]:
     """Say what the run will do and about how long it takes here (with progress shown, or a
     time budget): the ``trained`` candidates and ``runs_done`` finalist runs a resumed study
-    holds are not counted again. With ``cfg.time_budget``, fit the run into it (nas.study.budget.fit_budget).
-    Returns the settings to run with, the time after which no finalist run starts (one
-    would not finish within the budget) or None, and each stage's estimated seconds (in the
-    order of :func:`stages_of`; empty when nothing was measured)."""
+    holds are not counted again. With ``cfg.time_budget``, fit the run into it
+    (nas.study.budget.fit_budget). Returns the settings to run with, the rate measured on this
+    device (None: nothing measured) and each stage's estimated seconds (in the order of
+    :func:`stages_of`; empty when nothing was measured)."""
     if cfg.time_budget is None and not progress:
         return cfg, None, []
     rate = measure_rate(device, cfg)
     remaining = max(cfg.trials - trained, 0)
-    final_run = plan_stages(cfg, 1, 1, n_split)[1].run_seconds(rate)
-    finalist_deadline = None
-    if cfg.time_budget is not None:
-        end = started + cfg.time_budget
-        if remaining:
-            try:
-                fitted, how = fit_budget(replace(cfg, trials=remaining), end - time.time(),
-                                         rate, n_split)
-            except ValueError as e:
-                raise UserError(str(e)) from None
-            cfg = replace(fitted, trials=fitted.trials + trained)
-            remaining = fitted.trials
-            _say(how)
-        finalist_deadline = end - final_run
+    if cfg.time_budget is not None and remaining:
+        try:
+            fitted, how = fit_budget(replace(cfg, trials=remaining),
+                                     started + cfg.time_budget - time.time(), rate, n_split)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        cfg = replace(fitted, trials=fitted.trials + trained)
+        remaining = fitted.trials
+        _say(how)
     runs_left = max(cfg.finalists * cfg.finalist_seeds - runs_done, 0)
     stages = plan_stages(cfg, remaining, runs_left, n_split)
     _say("plan (an estimate, from a measured rate):\n" + "\n".join(describe(stages, rate)))
-    return cfg, finalist_deadline, [s.seconds(rate) for s in stages]
+    return cfg, rate, [s.seconds(rate) for s in stages]
+
+
+def _own_run_seconds(cfg: SearchConfig, rate: Rate,
+                     n_split: int) -> Callable[[FrozenTrial], float]:
+    """What one full-schedule run of a search-stage candidate costs here, from its own
+    epochs (nas.study.budget.own_run_seconds)."""
+    search_plan, final_plan = plan_stages(cfg, 1, 1, n_split)
+
+    def run_seconds(trial: FrozenTrial) -> float:
+        return own_run_seconds(record.epoch_seconds_of(trial), search_plan, final_plan, rate)
+
+    return run_seconds
 
 
 def _run_stage(cfg: SearchConfig, stage: Stage, n: int, progress: bool,
-               deadline: float | None, eta: Eta | None = None) -> None:
+               deadline: Deadline | None, eta: Eta | None = None) -> None:
     """``n`` tickets of ``stage``, in this process or in ``cfg.workers`` worker processes."""
     if cfg.workers > 1:
         _supervise(cfg, stage, n, progress, deadline, eta)
@@ -401,7 +479,7 @@ def _run_stage(cfg: SearchConfig, stage: Stage, n: int, progress: bool,
 
 
 def _supervise(cfg: SearchConfig, stage: Stage, n: int, progress: bool,
-               deadline: float | None, eta: Eta | None = None) -> None:
+               deadline: Deadline | None, eta: Eta | None = None) -> None:
     """Run ``cfg.workers`` worker processes until the ``n`` tickets run out; stop them all on
     a signal, on a worker's error or death."""
     from tqdm.auto import tqdm

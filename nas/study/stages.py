@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
+from collections.abc import Callable
 from typing import ClassVar, NoReturn
 
 import optuna
@@ -26,7 +27,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from nas.arch import space as arch_space
 from nas.arch.plan import Plan, plan
 from nas.arch.spec import ArchSpec, SpecError
-from nas.study import pareto, record
+from nas.study import budget, pareto, record
 from nas.study.config import SearchConfig, enqueue_start, input_of
 from nas.study.selection import completed, earlier_same_arch, finalists
 from nas.training.data import Split
@@ -84,6 +85,25 @@ class Stage(ABC):
     def total(self, tickets: int) -> tuple[int, int]:
         """(total, done) for this stage's progress bar, given its tickets left."""
         return tickets, 0
+
+    def within(self, study: optuna.Study, left_s: float, workers: int,
+               run_seconds: Callable[[FrozenTrial], float]) -> tuple[Stage, Window | None]:
+        """This stage cut to the ``left_s`` seconds a time budget leaves it, given what one
+        of its runs costs (``run_seconds`` of the search-stage candidate it trains), and the
+        window it runs in (None: no limit of its own). A stage that draws its candidates is
+        bounded by its timeout instead (sized before the search began)."""
+        return self, None
+
+
+@dataclass(frozen=True)
+class Window:
+    """When a stage may start runs under a time budget: none later than ``last_start_s``
+    before the end (its longest run would not finish); about ``seconds`` of work; ``how``
+    says in one line what the budget changed ("" nothing)."""
+
+    last_start_s: float
+    seconds: float
+    how: str
 
 
 class SearchStage(Stage):
@@ -185,14 +205,32 @@ class FinalistStage(Stage):
         have = {(record.candidate_key(t), record.finalist_seed(t, study)) for t in mine
                 if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)}
         pending = sum(t.state == TrialState.WAITING for t in mine)
-        budgets = self.cfg.pareto or (self.cfg.max_params,)
-        for source in pareto.promoted(study, self.cfg.finalists, budgets):
+        for source in self.sources(study):
             for seed in range(self.cfg.finalist_seeds):
                 if (record.candidate_key(source), seed) not in have:
                     study.enqueue_trial(source.params,
                                         user_attrs=record.finalist_attrs(source, seed))
                     pending += 1
         return pending
+
+    def sources(self, study: optuna.Study) -> list[FrozenTrial]:
+        """The search-stage candidates this stage retrains, best first."""
+        return pareto.promoted(study, self.cfg.finalists, self.cfg.pareto or (self.cfg.max_params,))
+
+    def within(self, study: optuna.Study, left_s: float, workers: int,
+               run_seconds: Callable[[FrozenTrial], float]) -> tuple[Stage, Window | None]:
+        """Fewer seeds, then fewer finalists, until the runs still missing fit in ``left_s``
+        (:func:`nas.study.budget.fit_finalists`), each run's cost from its own candidate."""
+        sources = self.sources(study)
+        done: dict[str | None, int] = {}
+        for f in finalists(study):
+            done[f.key] = len(f.runs)
+        fit = budget.fit_finalists(self.cfg.finalists, self.cfg.finalist_seeds,
+                                   [run_seconds(t) for t in sources],
+                                   [done.get(record.candidate_key(t) or "", 0) for t in sources],
+                                   left_s, workers)
+        cfg = replace(self.cfg, finalists=fit.finalists, finalist_seeds=fit.seeds)
+        return FinalistStage(cfg), Window(fit.longest_s, fit.seconds, fit.how)
 
     def candidate(self, trial: Trial, max_params: int) -> Candidate:
         # The queued parameters: the finalist's architecture (built to the size target it was
