@@ -188,3 +188,29 @@ def test_a_subset_is_the_same_images_every_time(tiny_mnist_dir):
     assert not tr.subset(50, 4).x.equal(a.x)
     with pytest.raises(DataError):
         tr.subset(len(tr) + 1)
+
+
+def test_a_search_stage_cut_short_leaves_its_queue_to_nobody(tmp_path, tiny_mnist_dir):
+    """Optuna hands out the oldest queued trial first: starting members the search stage had
+    no time for come before the finalists' runs. A finalist ticket must not train them (under
+    --time-budget that time was kept for the finalists): they are rejected untrained, in
+    words, and each ticket still runs its finalist."""
+    from nas.study.config import prepare_study
+    from nas.study.runner import Tickets, run_worker
+    from nas.study.stages import FinalistStage, SearchStage
+
+    cfg = two_stage(tmp_path, tiny_mnist_dir, trials=4, finalists=1, finalist_seeds=2)
+    study = prepare_study(cfg)
+    assert SearchStage(cfg).queue(study) == 4  # four starting members queued
+    run_worker(cfg, SearchStage(cfg), Tickets(1), progress=False)  # the stage ends after one
+    final = FinalistStage(cfg)
+    assert final.queue(study) == 2
+    run_worker(cfg, final, Tickets(2), progress=False)
+    trials = load(cfg)
+    runs = [t for t in trials if record.stage_of(t) == record.FINALIST]
+    assert [t.state for t in runs] == [TrialState.COMPLETE] * 2
+    left = [t for t in trials if record.stage_of(t) == record.SEARCH and not record.was_trained(t)]
+    assert len(left) == 3 and all(t.state == TrialState.PRUNED for t in left)
+    assert all(record.reason_of(t).startswith("not trained: queued for the search stage")
+               for t in left)
+    assert record.count_trained(study) == 1

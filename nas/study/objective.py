@@ -54,6 +54,11 @@ class Objective:
     on_epoch: Callable[[Trial, EpochReport], None] | None = None  # progress display
     on_step: Callable[[int, int, int], None] | None = None  # ... inside an epoch (train's)
     artifacts: Any = None  # an Optuna ArtifactStore (nas.study.artifacts.open_store); None: none
+    # The stage this process runs (None: any). A trial queued for an earlier stage that drew
+    # its candidates (a starting member the search stage had no time left for) is not trained
+    # when a later stage's ticket pops it: Optuna hands out the oldest queued trial first.
+    running: str | None = None
+    skipped: bool = False  # the last call rejected such a trial: its ticket is still unused
     # The TrialLost the last call raised. Optuna's optimize cannot tell a trial that another
     # process finished ("Cannot tell a FAIL trial") and raises that instead: the runner looks
     # here to tell it from a bug (nas.study.runner._optimize).
@@ -65,7 +70,7 @@ class Objective:
         self.dataset = dataset_of(self.cfg)  # its normalisation: what the export states
 
     def __call__(self, trial: Trial) -> float | tuple[float, float]:
-        self.lost = None
+        self.lost, self.skipped = None, False
         try:
             record.write_process(trial)
             return self._run(trial)
@@ -85,6 +90,10 @@ class Objective:
 
     def _run(self, trial: Trial) -> float | tuple[float, float]:
         stage = self.stages[record.stage_of(trial)]
+        self.skipped = self.running is not None and stage.draws and stage.name != self.running
+        if self.skipped:
+            stages.reject(trial, f"not trained: queued for the {stage.name} stage, which had "
+                                 f"ended (its timeout or --time-budget) before its turn")
         c = stage.candidate(trial, self.cfg.max_params)
         if isinstance(c, FrozenTrial):
             return _reuse(trial, c)

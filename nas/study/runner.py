@@ -131,7 +131,8 @@ def run_worker(cfg: SearchConfig, stage: Stage, tickets: Tickets, progress: bool
                      stage, eta)
         objective = Objective(cfg, tr, val, device, on_epoch=bars.epoch,
                               on_step=bars.step if progress else None,
-                              artifacts=open_store(cfg.storage, cfg.artifact_dir, create=True))
+                              artifacts=open_store(cfg.storage, cfg.artifact_dir, create=True),
+                              running=stage.name)
         # A diverged or out-of-memory candidate fails alone; anything else is a bug.
         catch = (TrainingDiverged, torch.OutOfMemoryError)
         try:
@@ -139,8 +140,11 @@ def run_worker(cfg: SearchConfig, stage: Stage, tickets: Tickets, progress: bool
             while not limit.passed(study) and tickets.take():
                 if not stage.draws:
                     bars.start_trial()
-                    while _optimize(study, objective, bars, n_trials=1, catch=catch) is False:
-                        pass  # its run was queued again: this ticket takes it
+                    # False: its run was queued again; skipped: an earlier stage's queued
+                    # trial came first. Either way this ticket takes the next one.
+                    while _optimize(study, objective, bars, n_trials=1,
+                                    catch=catch) is False or objective.skipped:
+                        pass
                 else:
                     until = _UntilTrained(bars)
                     while True:
