@@ -138,6 +138,13 @@ def test_the_whole_runs_time_left_by_hand():
     # Two finished here in 300 s: 150 s each for the 4 left, plus the later stages.
     assert eta.words(Bar(6, 4, 10, 300.0)) == f"whole run ~{hms(4 * 150 + 600)} left"
     assert eta.words(Bar(10, 4, 10, 900.0)) == f"whole run ~{hms(600)} left"
+    # A time budget ends the run at its end, whatever the estimates say.
+    import time
+    soon = Eta(stage_s=1000.0, after_s=600.0, end=time.time() + 300.5)
+    assert soon.words(Bar(0, 0, 10, 5.0)) in ("whole run ~5 min 00 s left",
+                                             "whole run ~4 min 59 s left")
+    assert Eta(1000.0, 600.0, end=time.time() - 5).words(Bar(0, 0, 10, 5.0)) == \
+        "whole run ~0 s left"
 
 
 def test_the_finalist_stage_under_a_budget_queues_what_fits_of_its_own_candidates():

@@ -229,17 +229,22 @@ def _worker_main(cfg: SearchConfig, stage: Stage, tickets: Tickets, deadline: De
 class Eta:
     """The whole run's time left, for a stage's bar: this stage's rest (from its own pace once
     a run has finished, else the plan's estimate ``stage_s``) plus the later stages' planned
-    ``after_s`` seconds."""
+    ``after_s`` seconds; never past a time budget's ``end`` (seconds since the epoch), where
+    the run stops whatever the estimates say."""
 
     stage_s: float
     after_s: float
+    end: float | None = None
 
     def words(self, bar: Any) -> str:
         d = bar.format_dict
         done, total, elapsed = d["n"] - d.get("initial", 0), d["total"] or 0, d["elapsed"]
         left_here = (elapsed / done * (total - d["n"]) if done > 0
                      else self.stage_s * (1 - d["n"] / total) if total else 0.0)
-        return f"whole run ~{hms(left_here + self.after_s)} left"
+        left = left_here + self.after_s
+        if self.end is not None:
+            left = min(left, max(0.0, self.end - time.time()))
+        return f"whole run ~{hms(left)} left"
 
 
 class _Bars:
@@ -355,7 +360,7 @@ def search(cfg: SearchConfig, progress: bool = True) -> optuna.Study:
         with faults(cfg.storage):
             tickets = stage.queue(study)
         if tickets:
-            eta = Eta(planned[i], sum(planned[i + 1:])) if planned else None
+            eta = Eta(planned[i], sum(planned[i + 1:]), end) if planned else None
             _run_stage(cfg, stage, tickets, progress, deadline, eta)
             with faults(cfg.storage):
                 cut = deadline.passed(study)
