@@ -364,9 +364,12 @@ def search(cfg: SearchConfig, progress: bool = True) -> optuna.Study:
             _run_stage(cfg, stage, tickets, progress, deadline, eta)
             with faults(cfg.storage):
                 cut = deadline.passed(study)
-            if cut and not stage.draws:
-                _say(f"--time-budget: the {stage.unit} still queued stay queued (the same "
-                     f"command goes on with them)")
+                waiting = sum(t.state == optuna.trial.TrialState.WAITING
+                              and record.stage_of(t) == stage.name
+                              for t in study.get_trials(deepcopy=False))
+            if cut and not stage.draws and waiting:
+                _say(f"--time-budget: {waiting} {stage.unit} still queued stay queued (the "
+                     f"same command goes on with them)")
             elif cut and deadline.reserve is not None:
                 _say(f"--time-budget: the search stage ended after "
                      f"{record.count_trained(study)} of {cfg.trials} candidates, keeping the "
