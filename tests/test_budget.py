@@ -147,23 +147,33 @@ def test_the_whole_runs_time_left_by_hand():
         "whole run ~0 s left"
 
 
-def test_the_finalist_stage_under_a_budget_queues_what_fits_of_its_own_candidates():
-    import optuna
+def _candidates(study, rows):
+    """Search-stage candidates (accuracy, seconds of each of their 4 epochs), each its own
+    16k-parameter architecture."""
     from optuna.distributions import FloatDistribution
-    from optuna.trial import TrialState, create_trial
+    from optuna.trial import create_trial
 
     from nas.arch.zoo import bn_dropout_16k
     from nas.study import record
-    from nas.study.stages import FinalistStage
 
-    study = optuna.create_study(direction="maximize")
-    for i, (acc, epoch_s) in enumerate([(0.99, 30.0), (0.98, 10.0), (0.97, 10.0)]):
+    for i, (acc, epoch_s) in enumerate(rows):
         spec = bn_dropout_16k(dropout=i / 100)
         study.add_trial(create_trial(
             value=acc, params={"x": float(i)}, distributions={"x": FloatDistribution(0, 9)},
             user_attrs={record.OUTCOME: record.COMPLETE, record.SPEC: spec.to_json(),
                         record.ARCH_KEY: spec.key(), record.PARAMS: 16_000,
                         record.EPOCH_SECONDS: [epoch_s] * 4}))
+
+
+def test_the_finalist_stage_under_a_budget_queues_what_fits_of_its_own_candidates():
+    import optuna
+    from optuna.trial import TrialState
+
+    from nas.study import record
+    from nas.study.stages import FinalistStage
+
+    study = optuna.create_study(direction="maximize")
+    _candidates(study, [(0.99, 30.0), (0.98, 10.0), (0.97, 10.0)])
     stage = FinalistStage(SearchConfig(finalists=3, finalist_seeds=3))
 
     def run_seconds(t):  # a run costs 100 x its candidate's epoch
@@ -184,15 +194,11 @@ def test_the_finalist_stage_under_a_budget_queues_what_fits_of_its_own_candidate
 
 
 def test_the_search_stage_keeps_the_time_its_best_candidates_need_as_finalists():
-    import optuna
-    from optuna.distributions import FloatDistribution
-    from optuna.trial import create_trial
-
-    from nas.arch.zoo import bn_dropout_16k
-    from nas.study import record
-    from nas.study.runner import Deadline, Reserve
-
     import time
+
+    import optuna
+
+    from nas.study.runner import Deadline, Reserve
 
     cfg = SearchConfig(finalists=1, finalist_seeds=2)  # 20 epochs on the split, 1 worker
     end = time.time() + 100_000.0
@@ -201,13 +207,7 @@ def test_the_search_stage_keeps_the_time_its_best_candidates_need_as_finalists()
     # Nothing trained yet: the reference's run, 1,051 s, twice, kept with the margin, and
     # one more candidate (51 s) before it.
     assert reserve.search_until(study) == pytest.approx(end - 2 * 1051 / 0.9 - 51)
-    for i, (acc, epoch_s) in enumerate([(0.95, 25.0), (0.90, 5.0)]):
-        spec = bn_dropout_16k(dropout=i / 100)
-        study.add_trial(create_trial(
-            value=acc, params={"x": float(i)}, distributions={"x": FloatDistribution(0, 9)},
-            user_attrs={record.OUTCOME: record.COMPLETE, record.SPEC: spec.to_json(),
-                        record.ARCH_KEY: spec.key(), record.PARAMS: 16_000,
-                        record.EPOCH_SECONDS: [epoch_s] * 4}))
+    _candidates(study, [(0.95, 25.0), (0.90, 5.0)])
     # The best so far is twice the reference's 12.5 s an epoch: its runs, 2,101 s each.
     assert reserve.search_until(study) == pytest.approx(end - 2 * 2101 / 0.9 - 51)
     # A deadline is the earlier of its time and what the reserve keeps.
