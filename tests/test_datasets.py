@@ -381,18 +381,24 @@ def types_module(src: str):
     return mod
 
 
+def _searched_on(capsys, tmp_path, data_dir):
+    """A one-trial MNIST study searched on ``data_dir``: its storage URL, the study, and the
+    data set it records."""
+    db = f"sqlite:///{tmp_path / 'nas.db'}"
+    code, _, err = call(capsys, "search", *TINY, "--trials", "1", "--storage", db,
+                        "--data-dir", str(data_dir))
+    assert code == 0, err
+    st = optuna.load_study(study_name="mnist-20000p-1e", storage=db)
+    return db, st, st.user_attrs[record.DATA_SET]
+
+
 def test_a_replay_reads_the_recorded_folder_but_never_downloads_into_it(capsys, tmp_path,
                                                                         tiny_mnist_dir,
                                                                         monkeypatch):
     """A shared study names the folder its search read: replay reads it (only) as data."""
     import nas.training.data
 
-    db = f"sqlite:///{tmp_path / 'nas.db'}"
-    code, _, err = call(capsys, "search", *TINY, "--trials", "1", "--storage", db,
-                        "--data-dir", str(tiny_mnist_dir))
-    assert code == 0, err
-    st = optuna.load_study(study_name="mnist-20000p-1e", storage=db)
-    rec = st.user_attrs[record.DATA_SET]
+    db, st, rec = _searched_on(capsys, tmp_path, tiny_mnist_dir)
     assert rec["arg"] == "mnist" and rec["source"].startswith(str(tiny_mnist_dir))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -405,3 +411,26 @@ def test_a_replay_reads_the_recorded_folder_but_never_downloads_into_it(capsys, 
     one_line(*call(capsys, "replay", "--storage", db, "--seeds", "1", "--no-progress")[::2],
              f"MNIST not found in {elsewhere}")
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_replay_whose_recorded_folder_is_gone_reads_the_names_own_copy(capsys, tmp_path,
+                                                                       tiny_mnist_dir,
+                                                                       monkeypatch):
+    """A study committed from another checkout names a folder that is not here: the name's
+    own copy is read instead, and still only if it holds the images the study searched."""
+    import nas.training.sources
+
+    db, st, rec = _searched_on(capsys, tmp_path, tiny_mnist_dir)
+    gone = tmp_path / "checkout-since-deleted" / "mnist"
+    st.set_user_attr(record.DATA_SET, {**rec, "source": str(gone)})
+    # The name's own copy is the shipped MNIST: not the tiny slice searched, so refused.
+    code, _, err = call(capsys, "replay", "--storage", db, "--seeds", "1", "--no-progress")
+    assert code == 2 and "was made on" in err and "differ" in err, err
+    # With the slice as the name's own copy, the replay runs on it and writes nothing there.
+    monkeypatch.setattr(nas.training.sources, "default_data_dir", lambda name: str(tiny_mnist_dir))
+    before = sorted(p.name for p in tiny_mnist_dir.rglob("*"))
+    code, out, err = call(capsys, "replay", "--storage", db, "--seeds", "1", "--no-progress",
+                          "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    assert (tmp_path / "r" / "report.json").exists() and not gone.exists()
+    assert sorted(p.name for p in tiny_mnist_dir.rglob("*")) == before

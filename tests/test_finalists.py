@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 import nas.study.objective as objectives
 from nas.study import cost, record, selection
+from nas.study.config import summary
 from nas.study.processes import Interrupted
 from nas.study.runner import search
 from nas.study.storage import open_storage
@@ -96,6 +97,11 @@ def test_an_interrupted_finalist_stage_is_finished_by_the_next_search(tmp_path, 
     search(cfg, progress=True)
     assert calls == [3, 3, 3]  # the three missing runs, nothing of stage one, nothing twice
     plan = capsys.readouterr().err
+    # The summary's first line counts candidates (none was interrupted); the finalists'
+    # header counts the finalist run that was, and ran again.
+    text = summary(optuna.load_study(study_name=cfg.study_name, storage=cfg.storage), cfg)
+    assert ", 0 interrupted" in text.splitlines()[0]
+    assert "the first is the pick; 1 run(s) interrupted and run again):" in text
     assert "  finalists: 3 training(s) of 3 epoch(s)" in plan  # the plan counts them too
     assert "  search: " not in plan
     # The bar: the finalists' own best (a mean over seeds), the whole run's time left, and

@@ -103,6 +103,11 @@ def test_the_best_under_each_budget_and_the_front_by_hand():
     assert "a tie" not in lines[3]  # 15,000 vs 7,000 under 20,000: +0.20 ± 0.10 (paired: none)
     svg = pareto.front_svg(study, (5000, 8000, 20_000), [("hand", 7838, 0.993)])
     assert svg.startswith("<svg") and svg.count('r="4"') == 4 and "hand" in svg
+    # The axis runs from the lowest finalist less 0.4 points (99.00 - 0.40 = 98.60 %): of the
+    # 7 candidates only 4,000's 99 % is drawn, the other six are counted under the plot.
+    assert svg.count('r="2"') == 1 and "6 of 7 search-stage candidates, below 98.60%" in svg
+    assert "red: references" in svg
+    assert "red: references" not in pareto.front_svg(study, (5000, 8000, 20_000))
 
 
 def test_pareto_search_end_to_end_resumes_and_answers_each_budget(tmp_path, tiny_mnist_dir,

@@ -134,18 +134,25 @@ def replay(study: optuna.Study, trial_number: int | None, seeds: int, epochs: in
 
 def study_data(study: optuna.Study, dataset: str | None, data_dir: str | None) -> Loaded:
     """The data a replay of ``study`` trains and tests on: by default the study's own (its
-    recorded ``--dataset``, read from its recorded folder or file; MNIST's shipped copy for a
-    study made before ``--dataset``), else ``dataset`` / ``data_dir``. Raises UserError, one
+    recorded ``--dataset``, read from its recorded folder or file, or from the name's own
+    copy when that folder no longer exists; MNIST's shipped copy for a study made before
+    ``--dataset``), else ``dataset`` / ``data_dir``. Raises UserError, one
     line, when they are not the data the study searched on: another name, shape or class
     count, or (for a study that records its data set) other training images."""
     rec = record.data_set_of(study)
     download = True
     if dataset is None and rec is not None:
         arg = rec.arg
-        if data_dir is None and is_name(arg):
+        if data_dir is None and is_name(arg) and rec.source and Path(rec.source).exists():
             # Where the search read it. A shared study names that folder: it is read, never
             # downloaded into (nothing is written where the user did not ask).
             data_dir, download = rec.source, False
+        elif data_dir is None and is_name(arg):
+            # That folder is gone (a study committed from another checkout, or searched from a
+            # copy since deleted): the name's own copy, as a new search would read it. The
+            # identity check below still refuses other images.
+            arg, data_dir = resolve_dataset(arg, None)
+            download = False
         elif not is_name(arg):
             arg, data_dir = resolve_dataset(arg, data_dir)
     else:
@@ -310,7 +317,8 @@ def _main(argv: Sequence[str] | None) -> int:
                    help=DEVICE_HELP)
     p.add_argument("--dataset", default=None,
                    help=DATASET_HELP.replace("(default %(default)s)", "(default: the study's "
-                                             "own, read where its search read it; mnist with "
+                                             "own, read where its search read it (or the "
+                                             "name's own copy if that folder is gone); mnist with "
                                              "--spec)"))
     p.add_argument("--data-dir", default=None,
                    help=NAMED_DATA_DIR_HELP.replace("(default: ", "(default: the folder the "

@@ -402,8 +402,12 @@ def summary(study: optuna.Study, cfg: SearchConfig, top: int = 5) -> str:
             lines.append(mattered)
     final = selection.finalists(study)
     if final:
+        # The first line counts candidates; a finalist run cut short is run again, and says so.
+        cut = record.count_outcome([t for t in trials if record.stage_of(t) == record.FINALIST],
+                                   record.INTERRUPTED)
+        again = f"; {cut} run(s) interrupted and run again" if cut else ""
         lines += ["", f"finalists ({cfg.full_schedule.epochs} epochs, validation accuracy over "
-                      f"seeds; the first is the pick):",
+                      f"seeds; the first is the pick{again}):",
                   f"{'trial':>6} {'of':>5} {'mean':>7} {'± SE':>6} {'std':>6} {'seeds':>5} "
                   f"{'params':>7}  architecture"]
         for f in final:

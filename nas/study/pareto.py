@@ -143,10 +143,13 @@ W, H, PAD = 640, 400, 56  # the SVG's size and its margin for the axes' labels
 
 def front_svg(study: optuna.Study, budgets: Sequence[int],
               references: Sequence[tuple[str, int, float]] = ()) -> str:
-    """The front as a self-contained SVG: every search-stage candidate (grey, its proxy
-    accuracy), every finalist (mean over seeds, ± SE bars), the best under each budget joined
-    by a line, the budgets as dashed verticals, and ``references`` (name, parameters,
-    accuracy: e.g. hand designs measured the same way) as labelled diamonds."""
+    """The front as a self-contained SVG: every finalist (mean over seeds, ± SE bars), the
+    best under each budget joined by a line, the budgets as dashed verticals, ``references``
+    (name, parameters, accuracy: e.g. hand designs measured the same way) as labelled
+    diamonds, and the search-stage candidates (grey, their proxy accuracy). The accuracy axis
+    is fitted to the finalists and references (the proxy's values are lower, most of them far
+    lower): candidates above it widen it, those below it are not drawn and a line under the
+    plot says how many."""
     cands = [(record.param_count_of(t), record.accuracy_of(t) or 0.0) for t in completed(study)]
     final = finalists(study)
     fins = [(record.param_count_of(f.runs[0]), f.mean, f.se) for f in final]
@@ -156,7 +159,7 @@ def front_svg(study: optuna.Study, budgets: Sequence[int],
     if not ys:
         ys = [0.0, 1.0]
     lo = max(0.0, min(ys) - 0.004)
-    hi = min(1.0, max(ys) + 0.002)
+    hi = min(1.0, max([*ys, *(a for _, a in cands)]) + 0.002)
     if hi - lo < 0.004:  # one point, or all alike: a range of 0.4 points around them
         mid = (hi + lo) / 2
         lo, hi = mid - 0.002, mid + 0.002
@@ -185,9 +188,13 @@ def front_svg(study: optuna.Study, budgets: Sequence[int],
         out.append(f'<text x="{x(b):.1f}" y="{H - PAD + 14}" text-anchor="middle">{b:,}</text>')
     out.append(f'<text x="{W / 2}" y="{H - 12}" text-anchor="middle">parameters '
                f'(dashed: the budgets)</text>')
-    for p, a in cands:
-        if lo <= a <= hi:
-            out.append(f'<circle cx="{x(p):.1f}" cy="{y(a):.1f}" r="2" fill="#bbb"/>')
+    shown = [(p, a) for p, a in cands if a >= lo]
+    for p, a in shown:
+        out.append(f'<circle cx="{x(p):.1f}" cy="{y(a):.1f}" r="2" fill="#bbb"/>')
+    if len(shown) < len(cands):
+        out.append(f'<text x="{PAD + 4}" y="{H - PAD - 6}" fill="#777">'
+                   f'{len(cands) - len(shown)} of {len(cands)} search-stage candidates, below '
+                   f'{lo:.2%}, not drawn</text>')
     if len(best) > 1:
         pts = " ".join(f"{x(p):.1f},{y(a):.1f}" for p, a in sorted(set(best)))
         out.append(f'<polyline points="{pts}" fill="none" stroke="#1f77b4" stroke-width="1.5"/>')
@@ -200,6 +207,6 @@ def front_svg(study: optuna.Study, budgets: Sequence[int],
         out.append(f'<path d="M{cx:.1f},{cy - 5:.1f} l5,5 l-5,5 l-5,-5 z" fill="#d62728"/>')
         out.append(f'<text x="{cx + 7:.1f}" y="{cy + 4:.1f}">{html.escape(name)}</text>')
     out.append(f'<text x="{W - PAD}" y="{PAD - 8}" text-anchor="end">grey: search stage (proxy)'
-               f'; blue: finalists, mean ± SE; red: references</text>')
+               f'; blue: finalists, mean ± SE{"; red: references" if references else ""}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
