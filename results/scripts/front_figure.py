@@ -2,7 +2,7 @@
 
     python results/scripts/front_figure.py results/search-pareto-20000p-15e.db docs/pareto-front.svg
 
-``nas.pareto.front_svg`` (what ``nas.export`` of a Pareto study writes as ``front.svg``) with
+``nas.study.pareto.front_svg`` (what ``nas.export`` of a Pareto study writes as ``front.svg``) with
 ``references``: each hand design's mean final validation accuracy over the seeds recorded in
 ``results/handdesigns-val-15e.jsonl`` (``bn_dropout_16k``, ``pool_bn_19k``: the default recipe,
 seeds 0-2) and ``results/recipe-val-probe7838p-15e.jsonl`` (the 8k hand pick, recipe ``base``
