@@ -42,7 +42,8 @@ def tiny_config(tmp_path: Path, data_dir: Path, **changes) -> SearchConfig:
     base = dict(storage=f"sqlite:///{tmp_path / 'nas.db'}", study_name="t", trials=3,
                 max_params=20_000, data_dir=str(data_dir), val_size=200, device="cpu",
                 full_schedule=TINY_TRAIN, finalists=0, proxy_epochs=None, proxy_subset=None,
-                pruner="hyperband")  # the pruned full schedule: a stage of its own, fast
+                pruner="hyperband",  # the pruned full schedule: a stage of its own, fast
+                space=1, train_space="fixed")  # TINY_TRAIN's recipe for every candidate
     base.update(changes)
     return SearchConfig(**base)
 

@@ -13,19 +13,19 @@ RATE = Rate(train=1000.0, eval=4000.0, device="test cpu")
 
 
 def test_stages_and_their_time_by_hand():
-    cfg = SearchConfig()  # 4-epoch proxy on 10,000 images, 20 epochs on the split, 10k val
+    cfg = SearchConfig()  # 4-epoch proxy on 20,000 images, 20 epochs on the split, 10k val
     search, final = plan_stages(cfg, candidates=100, finalist_runs=15, n_train=50_000)
     assert (search.runs, search.epochs, search.train_images, search.eval_images) == \
-        (100, 4, 10_000, 10_000)
+        (100, 4, 20_000, 10_000)
     assert (final.runs, final.epochs, final.train_images) == (15, 20, 50_000)
-    # A candidate: 4 x (10,000 / 1,000 + 10,000 / 4,000) s = 50 s, plus the overhead.
-    assert search.run_seconds(RATE) == pytest.approx(50 + OVERHEAD_S)
+    # A candidate: 4 x (20,000 / 1,000 + 10,000 / 4,000) s = 90 s, plus the overhead.
+    assert search.run_seconds(RATE) == pytest.approx(90 + OVERHEAD_S)
     # A finalist run: 20 x (50 + 2.5) s = 1,050 s.
     assert final.run_seconds(RATE) == pytest.approx(1050 + OVERHEAD_S)
-    assert search.images == 4_000_000 and final.images == 15_000_000
+    assert search.images == 8_000_000 and final.images == 15_000_000
     lines = describe([search, final], RATE)
-    assert lines[0].startswith("  search: 100 training(s) of 4 epoch(s) on 10,000 images")
-    assert "estimated 5 h 47 min on test cpu" in lines[-1]  # 100 x 51 + 15 x 1,051 = 20,865 s
+    assert lines[0].startswith("  search: 100 training(s) of 4 epoch(s) on 20,000 images")
+    assert "estimated 6 h 54 min on test cpu" in lines[-1]  # 100 x 91 + 15 x 1,051 = 24,865 s
 
 
 def test_a_time_budget_shrinks_seeds_then_finalists_then_candidates():
@@ -37,7 +37,7 @@ def test_a_time_budget_shrinks_seeds_then_finalists_then_candidates():
     assert (fitted.finalists, fitted.finalist_seeds) == (2, 1)
     search_s = 6480 - 2 * 1051
     assert fitted.timeout == pytest.approx(search_s)
-    assert fitted.trials == int(search_s // 51)
+    assert fitted.trials == int(search_s // 91)  # 48 candidates of 91 s
     assert "then 2 finalist(s) x 1 seed(s)" in how
     # A budget below two candidates is refused in words.
     with pytest.raises(ValueError, match="fewer than 2 candidates"):
@@ -52,10 +52,10 @@ def test_a_time_budget_shrinks_seeds_then_finalists_then_candidates():
 
 def test_a_finalist_run_costs_what_its_own_search_stage_epochs_say():
     search, final = plan_stages(SearchConfig(), 1, 1, n_train=50_000)
-    # The reference's proxy epoch: 10,000 / 1,000 + 10,000 / 4,000 = 12.5 s. A candidate whose
-    # epochs took 25 s is twice as slow: its full run 2 x 1,050 s, plus the overhead once.
-    assert own_run_seconds([24.0, 26.0], search, final, RATE) == pytest.approx(2101.0)
-    assert own_run_seconds([12.5] * 4, search, final, RATE) == pytest.approx(1051.0)
+    # The reference's proxy epoch: 20,000 / 1,000 + 10,000 / 4,000 = 22.5 s. A candidate whose
+    # epochs took 45 s is twice as slow: its full run 2 x 1,050 s, plus the overhead once.
+    assert own_run_seconds([44.0, 46.0], search, final, RATE) == pytest.approx(2101.0)
+    assert own_run_seconds([22.5] * 4, search, final, RATE) == pytest.approx(1051.0)
     # Nothing recorded: the reference's own estimate.
     assert own_run_seconds([], search, final, RATE) == final.run_seconds(RATE)
 
@@ -205,14 +205,14 @@ def test_the_search_stage_keeps_the_time_its_best_candidates_need_as_finalists()
     reserve = Reserve(cfg, RATE, 50_000, end)
     study = optuna.create_study(direction="maximize")
     # Nothing trained yet: the reference's run, 1,051 s, twice, kept with the margin, and
-    # one more candidate (51 s) before it.
-    assert reserve.search_until(study) == pytest.approx(end - 2 * 1051 / 0.9 - 51)
-    _candidates(study, [(0.95, 25.0), (0.90, 5.0)])
-    # The best so far is twice the reference's 12.5 s an epoch: its runs, 2,101 s each.
-    assert reserve.search_until(study) == pytest.approx(end - 2 * 2101 / 0.9 - 51)
+    # one more candidate (91 s) before it.
+    assert reserve.search_until(study) == pytest.approx(end - 2 * 1051 / 0.9 - 91)
+    _candidates(study, [(0.95, 45.0), (0.90, 5.0)])
+    # The best so far is twice the reference's 22.5 s an epoch: its runs, 2,101 s each.
+    assert reserve.search_until(study) == pytest.approx(end - 2 * 2101 / 0.9 - 91)
     # A deadline is the earlier of its time and what the reserve keeps.
     assert Deadline(end - 10_000, reserve).until(study) == pytest.approx(end - 10_000)
-    assert Deadline(end, reserve).until(study) == pytest.approx(end - 2 * 2101 / 0.9 - 51)
+    assert Deadline(end, reserve).until(study) == pytest.approx(end - 2 * 2101 / 0.9 - 91)
     assert Deadline().until(study) is None and not Deadline().passed(study)
     # Too late for them whatever the search stage does: it keeps nothing (its timeout rules).
     late = Reserve(cfg, RATE, 50_000, time.time() + 2 * 2101 / 0.9 - 60)

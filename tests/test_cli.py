@@ -165,7 +165,8 @@ def test_replay_a_spec_file_without_a_study(capsys, tmp_path, tiny_mnist_dir):
 
 
 def test_search_batch_larger_than_the_data(capsys, tmp_path, tiny_mnist_dir):
-    code, err = call(capsys, "search", "--batch-size", "1000000", "--storage",
+    code, err = call(capsys, "search", "--batch-size", "1000000", "--train-space", "fixed",
+                     "--storage",
                      f"sqlite:///{tmp_path / 'a.db'}", "--data-dir", str(tiny_mnist_dir),
                      "--val-size", "200")
     assert_one_line_error(code, err, "--batch-size 1,000,000 is larger than the 400 training")

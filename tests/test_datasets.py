@@ -29,7 +29,8 @@ FASHION_DIR = Path(FASHION_MNIST.system_dir or "")
 MODULES = {"search": search.main, "export": export.main, "replay": replay.main}
 # The tiniest real search: 2 candidates, 1 epoch, all images, no finalists.
 TINY = ["--trials", "2", "--epochs", "1", "--val-size", "100", "--proxy-subset", "0",
-        "--finalists", "0", "--batch-size", "50", "--no-progress", "--device", "cpu"]
+        "--finalists", "0", "--batch-size", "50", "--train-space", "fixed", "--no-progress",
+        "--device", "cpu"]
 
 
 def call(capsys, module: str, *argv: str) -> tuple[int, str, str]:
@@ -332,8 +333,10 @@ def test_generated_source_is_safe_whatever_the_class_names():
                    for n in tree.body)
 
 
-def test_mnist_is_unchanged_by_default():
+def test_mnist_is_unchanged_by_default(tmp_path, monkeypatch):
     from nas.cli.search import parse_args
+
+    monkeypatch.chdir(tmp_path)  # the default storage, ./nas.db, holds no study here
 
     cfg, _ = parse_args([])
     assert cfg.dataset == "mnist" and cfg.study_name == "mnist-20000p-20e"

@@ -24,8 +24,9 @@ def cli(*argv: str, cwd) -> str:
 def test_search_export_replay(tmp_path, tiny_mnist_dir):
     db = f"sqlite:///{tmp_path / 'nas.db'}"
     data = ["--data-dir", str(tiny_mnist_dir)]
+    # The default design: space 2, the training sweep, the search stage's proxy.
     out = cli("nas.search", "--trials", "3", "--epochs", "1", "--storage", db, "--val-size",
-              "200", "--batch-size", "100", "--no-progress", *data, cwd=tmp_path)
+              "200", "--no-progress", *data, cwd=tmp_path)
     assert "study 'mnist-20000p-1e'" in out and "3 trained" in out
     assert f"optuna-dashboard {db}" in out and "python -m nas.export" in out
     assert "finalists (1 epochs" in out  # the default second stage ran

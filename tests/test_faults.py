@@ -38,7 +38,8 @@ def nas_cmd(module: str, db: str, data: Path, *extra: str) -> list[str]:
         # The search stage only: the finalist stage's faults are tests/test_finalists.py's.
         common += ["--study-name", STUDY, "--epochs", "8", "--val-size", "100",
                    "--batch-size", "100", "--max-params", "12000", "--pruner", "none",
-                   "--proxy-epochs", "0", "--finalists", "0", "--no-progress"]
+                   "--proxy-epochs", "0", "--finalists", "0", "--no-progress",
+                   "--space", "1", "--train-space", "fixed"]
     return [sys.executable, "-m", f"nas.{module}", *common, *extra]
 
 

@@ -85,6 +85,7 @@ def test_an_installed_wheel_searches_on_its_own_copy_of_mnist(installed, tmp_pat
     env["PYTHONPATH"] = str(installed)
     p = subprocess.run([sys.executable, "-c", NO_DOWNLOAD, "--trials", "2", "--epochs", "1",
                         "--proxy-subset", "300", "--val-size", "300", "--batch-size", "100",
+                        "--train-space", "fixed",
                         "--finalists", "0", "--max-params", "12000", "--device", "cpu",
                         "--storage", db, "--no-progress"],
                        capture_output=True, text=True, cwd=work, env=env, timeout=600)

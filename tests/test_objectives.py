@@ -20,7 +20,7 @@ from tests.helpers import TINY_TRAIN
 def one_stage(train: TrainConfig, max_params: int) -> SearchConfig:
     """Search-stage trials train with ``train`` itself, on the whole split."""
     return SearchConfig(full_schedule=train, max_params=max_params, proxy_epochs=None,
-                        proxy_subset=None)
+                        proxy_subset=None, space=1, train_space="fixed")
 
 
 @pytest.fixture()

@@ -161,8 +161,10 @@ def test_pareto_search_end_to_end_resumes_and_answers_each_budget(tmp_path, tiny
 
 
 
-def test_the_command_line_of_a_pareto_search():
+def test_the_command_line_of_a_pareto_search(tmp_path, monkeypatch):
     from nas.cli.search import parse_args
+
+    monkeypatch.chdir(tmp_path)  # the default storage, ./nas.db, holds no study here
 
     cfg, _ = parse_args(["--pareto", "5000,8000", "--max-params", "20000", "--epochs", "15"])
     assert cfg.pareto == (5000, 8000, 20_000) and cfg.study_name == "mnist-20000p-15e-pareto"

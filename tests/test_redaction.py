@@ -60,7 +60,8 @@ def test_a_search_prints_and_stores_no_password(postgres, tmp_path, tiny_mnist_d
     url = with_password(postgres.url("nas"))
     search = [sys.executable, "-m", "nas.search", "--storage", url, "--study-name", "r",
               "--trials", "1", "--epochs", "1", "--proxy-epochs", "0", "--finalists", "0",
-              "--val-size", "100", "--batch-size", "100", "--data-dir", str(tiny_mnist_dir),
+              "--val-size", "100", "--batch-size", "100", "--train-space", "fixed",
+              "--data-dir", str(tiny_mnist_dir),
               "--device", "cpu", "--no-progress", "--artifact-dir", str(tmp_path / "a")]
     runs = [subprocess.run(search, capture_output=True, text=True, timeout=300, cwd=tmp_path)]
     assert runs[0].returncode == 0, runs[0].stderr

@@ -69,9 +69,10 @@ def test_budget_below_the_whole_space_stops_at_once(tmp_path, tiny_mnist_dir):
         f"sqlite:///{tmp_path / 'nas.db'}") == []
 
 
-def test_parse_args_defaults_and_study_name():
+def test_parse_args_defaults_and_study_name(tmp_path, monkeypatch):
     """No options: SearchConfig's own defaults (the command line keeps no copy of them that
     could drift), and a study name made of the budget and the schedule."""
+    monkeypatch.chdir(tmp_path)  # the default storage, ./nas.db, holds no study here
     cfg, progress = parse_args([])
     assert cfg == replace(SearchConfig(), study_name=cfg.study_name) and progress
     assert cfg.study_name == f"mnist-{cfg.max_params}p-{cfg.full_schedule.epochs}e"
@@ -112,9 +113,11 @@ def test_the_sampler_is_seeded_per_trial():
     assert not set(keys(0, study)) & set(first)
 
 
-def test_the_search_stage_trains_the_proxy_never_longer_than_the_full_schedule():
+def test_the_search_stage_trains_the_proxy_never_longer_than_the_full_schedule(
+        tmp_path, monkeypatch):
     """--proxy-epochs is the search stage's schedule, cut to --epochs; 0 switches a proxy
     off (the full schedule, every training image). The defaults do the same."""
+    monkeypatch.chdir(tmp_path)  # the default storage, ./nas.db, holds no study here
     def stage(*argv: str) -> tuple[int, int | None, int]:
         cfg, _ = parse_args([*argv, "--no-progress"])
         return cfg.proxy_schedule().epochs, cfg.proxy_subset, cfg.full_schedule.epochs
@@ -127,6 +130,59 @@ def test_the_search_stage_trains_the_proxy_never_longer_than_the_full_schedule()
     cfg, _ = parse_args([])  # only the schedule differs from the finalists' training
     assert cfg.proxy_schedule() == replace(cfg.full_schedule, epochs=cfg.proxy_schedule().epochs)
     assert cfg.proxy_schedule().epochs <= cfg.full_schedule.epochs
+
+
+def test_the_default_design_is_space_2_with_the_training_sweep(tmp_path, monkeypatch):
+    """What a new study gets when the command line says nothing of the design: version 2 of
+    the space, the training sweep, a 4-epoch proxy on 20,000 images (README "Results")."""
+    monkeypatch.chdir(tmp_path)
+    cfg, _ = parse_args([])
+    assert (cfg.space, cfg.train_space, cfg.proxy_epochs, cfg.proxy_subset) == \
+        (2, "sweep", 4, 20_000)
+
+
+def test_a_resumed_study_keeps_the_design_it_was_made_with(tmp_path, tiny_mnist_dir, capsys):
+    """The command that made a study with the earlier defaults (version 1, a fixed recipe)
+    goes on resuming it: left off the command line, the space, the training space and the
+    proxy come from the study, and the search says so in one line once the study has opened;
+    given, they are what the command says; a new study in the same storage gets the
+    defaults; a recorded value of the wrong kind is not taken."""
+    from nas.study import record as rec
+
+    url = f"sqlite:///{tmp_path / 'nas.db'}"
+    cfg = tiny_config(tmp_path, tiny_mnist_dir, study_name="old", trials=1)
+    search(cfg, progress=False)
+    base = ["--storage", url, "--data-dir", str(tiny_mnist_dir)]
+
+    def design(*argv: str) -> tuple:
+        cfg, _ = parse_args([*base, *argv])
+        return cfg.space, cfg.train_space, cfg.proxy_epochs, cfg.proxy_subset, cfg.kept_design
+
+    assert design("--study-name", "old") == (1, "fixed", None, None, (
+        "space", "train_space", "proxy_epochs", "proxy_subset"))
+    assert design("--study-name", "old", "--space", "2", "--proxy-subset", "300") == \
+        (2, "fixed", None, 300, ("train_space", "proxy_epochs"))
+    assert design("--study-name", "new") == (2, "sweep", 4, 20_000, ())
+    assert capsys.readouterr().err == ""  # parsing says nothing: the search does
+    search(replace(cfg, trials=2, kept_design=("space", "proxy_subset")), progress=False)
+    assert capsys.readouterr().err.strip().splitlines()[0] == (
+        "resuming study 'old' with the design it was made with: --space 1 --proxy-subset 0")
+    study = optuna.load_study(study_name="old", storage=url)
+    study.set_user_attr(rec.IDENTITY, {**rec.identity_of(study), "space": "../x",
+                                       "proxy_subset": -5})
+    assert design("--study-name", "old")[:4] == (2, "fixed", None, 20_000)
+
+
+def test_lr_and_batch_size_ask_for_a_fixed_recipe(tmp_path, monkeypatch, capsys):
+    """The training sweep chooses the learning rate and batch size per candidate: setting
+    them on a sweeping search would be silently ignored, so it is refused in one line."""
+    monkeypatch.chdir(tmp_path)
+    for flag in ("--lr", "--batch-size"):
+        with pytest.raises(SystemExit) as e:
+            parse_args([flag, "64"])
+        assert e.value.code == 2 and "add --train-space fixed" in capsys.readouterr().err
+    cfg, _ = parse_args(["--lr", "0.1", "--batch-size", "64", "--train-space", "fixed"])
+    assert (cfg.full_schedule.lr, cfg.full_schedule.batch_size) == (0.1, 64)
 
 
 def test_a_study_that_predates_the_proxies_resumes_only_without_them(tmp_path, tiny_mnist_dir):

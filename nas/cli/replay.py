@@ -143,18 +143,19 @@ def study_data(study: optuna.Study, dataset: str | None, data_dir: str | None) -
     download = True
     if dataset is None and rec is not None:
         arg = rec.arg
-        if data_dir is None and is_name(arg) and rec.source and Path(rec.source).exists():
-            # Where the search read it. A shared study names that folder: it is read, never
-            # downloaded into (nothing is written where the user did not ask).
-            data_dir, download = rec.source, False
-        elif data_dir is None and is_name(arg):
-            # That folder is gone (a study committed from another checkout, or searched from a
-            # copy since deleted): the name's own copy, as a new search would read it. The
-            # identity check below still refuses other images.
-            arg, data_dir = resolve_dataset(arg, None)
-            download = False
-        elif not is_name(arg):
+        if not is_name(arg):
             arg, data_dir = resolve_dataset(arg, data_dir)
+        elif data_dir is None:
+            # Where the search read it; if that folder is gone (a study committed from another
+            # checkout, or searched from a copy since deleted), the name's own copy, as a new
+            # search would read it: the identity check below still refuses other images.
+            # Either is read, never downloaded into (nothing is written where the user did
+            # not ask).
+            if rec.source and Path(rec.source).exists():
+                data_dir = rec.source
+            else:
+                arg, data_dir = resolve_dataset(arg, None)
+            download = False
     else:
         arg, data_dir = resolve_dataset(dataset or "mnist", data_dir)
     data = load_data(arg, data_dir, download)

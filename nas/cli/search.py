@@ -22,8 +22,8 @@ from nas.cli.common import (ARTIFACT_DIR_HELP, DATASET_HELP, DEVICE_HELP, NAMED_
                             resolve_dataset, run)
 from nas.errors import UserError
 from nas.study.budget import parse_duration
-from nas.study.config import (PRUNERS, SAMPLERS, SearchConfig, default_study_name, input_of,
-                              summary)
+from nas.study.config import (DESIGN, PRUNERS, SAMPLERS, SearchConfig, default_study_name,
+                              input_of, study_design, summary)
 from nas.study.pareto import budgets_of, halvings
 from nas.study.runner import search
 from nas.training.dataset import NAMED
@@ -63,6 +63,9 @@ retrains the --finalists best on the full --epochs schedule and the whole traini
 --pruner asks for it. The same command again resumes the study."""
 
 
+RESUMED = " for a new study; a resumed study keeps its own"
+
+
 def parse_args(argv: Sequence[str] | None) -> tuple[SearchConfig, bool]:
     d = SearchConfig()
     p = Parser(prog="python -m nas.search", description=describe(__doc__), epilog=EXAMPLES,
@@ -88,13 +91,13 @@ def parse_args(argv: Sequence[str] | None) -> tuple[SearchConfig, bool]:
     p.add_argument("--epochs", type=positive_int, default=d.full_schedule.epochs,
                    help="the full schedule: the finalists train this long, the search stage's "
                         "proxy min(--proxy-epochs, this) (default %(default)s)")
-    p.add_argument("--proxy-epochs", type=nonneg_int, default=d.proxy_epochs,
+    p.add_argument("--proxy-epochs", type=nonneg_int, default=None,
                    help="the search stage's own complete short schedule, at most --epochs; 0: "
-                        "the full --epochs schedule (default %(default)s)")
-    p.add_argument("--proxy-subset", type=nonneg_int, default=d.proxy_subset,
+                        f"the full --epochs schedule (default: {d.proxy_epochs}{RESUMED})")
+    p.add_argument("--proxy-subset", type=nonneg_int, default=None,
                    help="the search stage trains on at most this many images of the training "
                         "split (a fixed, seeded subset; the finalists train on all); 0: all "
-                        "(default %(default)s)")
+                        f"(default: {d.proxy_subset}{RESUMED})")
     p.add_argument("--finalists", type=nonneg_int, default=d.finalists,
                    help="best candidates retrained at the end with the full schedule on "
                         "--finalist-seeds seeds; the best mean wins (default %(default)s; "
@@ -128,20 +131,23 @@ def parse_args(argv: Sequence[str] | None) -> tuple[SearchConfig, bool]:
     p.add_argument("--pruner", default=d.pruner, choices=PRUNERS,
                    help="stops weak candidates after an epoch or two; the last epoch is never "
                         "pruned (default %(default)s: nothing is pruned)")
-    p.add_argument("--space", type=int, default=d.space, choices=SPACE_VERSIONS,
+    p.add_argument("--space", type=int, default=None, choices=SPACE_VERSIONS,
                    help="search space version: 1 draws absolute widths; 2 draws the shape and "
                         "relative widths and scales them to fill --max-params, with one label "
-                        "per network and a receptive-field floor for global-pool heads (a "
-                        "study keeps the version it was made with) (default %(default)s)")
-    p.add_argument("--train-space", default=d.train_space, choices=TRAIN_SPACES,
+                        "per network and a receptive-field floor for global-pool heads "
+                        f"(default: {d.space}{RESUMED})")
+    p.add_argument("--train-space", default=None, choices=TRAIN_SPACES,
                    help="fixed: every candidate trains with --lr, --batch-size and the default "
                         "recipe; sweep: the search also chooses learning rate, weight decay, "
                         "label smoothing, batch size, weight EMA and augmentation strength, "
-                        "and a candidate is its network and its settings (default %(default)s)")
-    p.add_argument("--batch-size", type=positive_int, default=d.full_schedule.batch_size,
-                   help="training batch size (default %(default)s)")
-    p.add_argument("--lr", type=positive_float, default=d.full_schedule.lr,
-                   help="peak learning rate (default %(default)s)")
+                        "and a candidate is its network and its settings "
+                        f"(default: {d.train_space}{RESUMED})")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help=f"training batch size, with --train-space fixed (default: "
+                        f"{d.full_schedule.batch_size})")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help=f"peak learning rate, with --train-space fixed (default: "
+                        f"{d.full_schedule.lr})")
     p.add_argument("--precision", default=d.full_schedule.precision, choices=PRECISIONS,
                    help="training precision (default %(default)s: bf16 on CUDA >= 8.0 and on "
                         "CPUs with bf16 units, fp16 with a gradient scaler on CUDA 7.x, else fp32)")
@@ -175,27 +181,34 @@ def parse_args(argv: Sequence[str] | None) -> tuple[SearchConfig, bool]:
         p.error(str(e))
     # Digits are never mirrored; clothing is (Dataset.hflip); --hflip/--no-hflip decide.
     hflip = a.hflip if a.hflip is not None else (is_name(dataset) and NAMED[dataset].hflip)
-    train = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, compile=a.compile,
-                        seed=a.seed, deterministic=a.deterministic, precision=a.precision,
-                        hflip=hflip)
+    train = TrainConfig(epochs=a.epochs, batch_size=a.batch_size or d.full_schedule.batch_size,
+                        lr=a.lr or d.full_schedule.lr, compile=a.compile, seed=a.seed,
+                        deterministic=a.deterministic, precision=a.precision, hflip=hflip)
+    name = a.study_name or default_study_name(a.max_params, a.epochs, name_of(dataset)) + (
+        "-pareto" if a.pareto is not None else "") + ("-quick" if a.quick else "")
+    unset = [k for k in DESIGN if getattr(a, k) is None]
     cfg = SearchConfig(
-        storage=a.storage, study_name=a.study_name or default_study_name(
-            a.max_params, a.epochs, name_of(dataset)) + ("-quick" if a.quick else ""),
+        storage=a.storage, study_name=name,
         trials=a.trials, workers=a.workers, max_params=a.max_params, sampler=a.sampler,
         pruner=a.pruner, device=a.device, dataset=dataset, data_dir=data_dir,
-        val_size=a.val_size,
-        seed=a.seed, full_schedule=train, proxy_epochs=a.proxy_epochs or None,
-        proxy_subset=a.proxy_subset or None, finalists=a.finalists,
-        finalist_seeds=a.finalist_seeds, timeout=a.timeout, artifact_dir=a.artifact_dir,
-        space=a.space, train_space=a.train_space, time_budget=a.time_budget)
+        val_size=a.val_size, seed=a.seed, full_schedule=train,
+        proxy_epochs=d.proxy_epochs if a.proxy_epochs is None else a.proxy_epochs or None,
+        proxy_subset=d.proxy_subset if a.proxy_subset is None else a.proxy_subset or None,
+        finalists=a.finalists, finalist_seeds=a.finalist_seeds, timeout=a.timeout,
+        artifact_dir=a.artifact_dir, space=a.space or d.space,
+        train_space=a.train_space or d.train_space, time_budget=a.time_budget)
+    # What the command line leaves out of the design, a resumed study keeps as it was made
+    # (the search says so once the study has opened).
+    cfg, _ = study_design(cfg, unset)
+    if cfg.train_space == "sweep" and (a.lr is not None or a.batch_size is not None):
+        p.error("--lr and --batch-size set a fixed recipe, and --train-space sweep (the "
+                "default for a new study) chooses them per candidate: add --train-space fixed")
     if a.pareto is not None:
         if a.pruner != "none":
             p.error(f"--pruner {a.pruner} cannot go with --pareto: Optuna prunes no "
                     f"multi-objective study (the search stage's short proxy and promotion "
                     f"within size bands are the Pareto search's multi-fidelity)")
-        cfg = replace(cfg, pareto=pareto_budgets(p, a.pareto, cfg), study_name=(
-            a.study_name or cfg.study_name.removesuffix("-quick") + "-pareto"
-            + ("-quick" if a.quick else "")))
+        cfg = replace(cfg, pareto=pareto_budgets(p, a.pareto, cfg))
     return cfg, not a.no_progress
 
 

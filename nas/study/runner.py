@@ -36,8 +36,8 @@ from nas.study import record, recovery, selection
 from nas.study.artifacts import open_store
 from nas.study.budget import (MARGIN, Rate, describe, finalist_seconds, fit_budget, hms,
                               measure_rate, own_run_seconds, plan_stages)
-from nas.study.config import (SearchConfig, data_of, finalist_markdown, input_of, make_pruner,
-                              make_sampler, prepare_study)
+from nas.study.config import (SearchConfig, data_of, design_options, finalist_markdown,
+                              input_of, make_pruner, make_sampler, prepare_study)
 from nas.study.objective import Objective
 from nas.study.processes import Interrupted, die_with_parent, handle_signals
 from nas.study.stages import FinalistStage, Stage, stages_of
@@ -337,6 +337,9 @@ def search(cfg: SearchConfig, progress: bool = True) -> optuna.Study:
                         f"({cfg.full_schedule.batch_size:,})")
     study = prepare_study(cfg)
     trained = record.count_trained(study)
+    if trained and cfg.kept_design:  # what the command line left out, the study decided
+        _say(f"resuming study {cfg.study_name!r} with the design it was made with: "
+             f"{design_options(cfg, cfg.kept_design)}")
     runs_done = sum(len(f.runs) for f in selection.finalists(study))
     n_split = n_train - cfg.val_size
     cfg, rate, planned = _plan(cfg, device, trained, runs_done, n_split, started, progress)
