@@ -123,9 +123,15 @@ def test_kill_9_mid_trial_then_resume(db, small_mnist_dir):
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_to_a_multi_worker_search_stops_every_worker(db, small_mnist_dir, sig, code):
     p = start(nas_cmd("search", db, small_mnist_dir, "--trials", "6", "--workers", "2"))
-    wait_for(lambda: len(training(db)) == 2, "both workers in training")
-    pids = {t.user_attrs[record.PROCESS]["pid"] for t in training(db)}
-    procs = [t.user_attrs[record.PROCESS] for t in training(db)]
+    running: list[optuna.trial.FrozenTrial] = []
+
+    def both() -> bool:  # one snapshot: a trial may end between two reads of the study
+        running[:] = training(db)
+        return len(running) == 2
+
+    wait_for(both, "both workers in training")
+    pids = {t.user_attrs[record.PROCESS]["pid"] for t in running}
+    procs = [t.user_attrs[record.PROCESS] for t in running]
     assert len(pids) == 2 and p.pid not in pids
     p.send_signal(sig)
     out, err = p.communicate(timeout=120)
