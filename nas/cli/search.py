@@ -199,7 +199,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[SearchConfig, bool]:
         train_space=a.train_space or d.train_space, time_budget=a.time_budget)
     # What the command line leaves out of the design, a resumed study keeps as it was made
     # (the search says so once the study has opened).
-    cfg, _ = study_design(cfg, unset)
+    cfg = study_design(cfg, unset)
     if cfg.train_space == "sweep" and (a.lr is not None or a.batch_size is not None):
         p.error("--lr and --batch-size set a fixed recipe, and --train-space sweep (the "
                 "default for a new study) chooses them per candidate: add --train-space fixed")

@@ -24,8 +24,8 @@ from nas.arch.space import SPACE_VERSIONS, Input, start_members
 from nas.errors import StorageError, UserError
 from nas.study import artifacts, cost, pareto, record, recovery, selection
 from nas.study.importance import importance_line
-from nas.study.storage import (GRACE_S, HEARTBEAT_S, JOURNAL_PREFIX, faults, file_of, has_password,
-                               open_storage, redact, study_names)
+from nas.study.storage import (GRACE_S, HEARTBEAT_S, JOURNAL_PREFIX, faults, file_of,
+                               has_password, open_storage, redact, study_names)
 from nas.training.data import DEFAULT_DATA_DIR
 from nas.training.data import MNIST as Loaded
 from nas.training.data import load_mnist
@@ -156,10 +156,11 @@ def _design_value(key: str, v: Any) -> bool:
     return v is None or (type(v) is int and 0 < v < 2**31)  # proxy_epochs, proxy_subset
 
 
-def study_design(cfg: SearchConfig, unset: Sequence[str]) -> tuple[SearchConfig, dict[str, Any]]:
+def study_design(cfg: SearchConfig, unset: Sequence[str]) -> SearchConfig:
     """``cfg`` with each setting named in ``unset`` (of :data:`DESIGN`: those the command line
-    left out) set to the value the study ``cfg.study_name`` in ``cfg.storage`` was made with,
-    and what was taken (empty for a new study). A study of a release that did not record a
+    left out) set to the value the study ``cfg.study_name`` in ``cfg.storage`` was made with
+    (``cfg`` itself for a new study); ``kept_design`` names those that differ from a new
+    study's default. A study of a release that did not record a
     setting trained with :data:`UNRECORDED`'s value. A recorded value of the wrong kind is
     not taken (resuming then stops at the identity check, one line). Writes nothing: a
     storage file that does not exist yet holds no study, and a storage that cannot be read
@@ -167,23 +168,24 @@ def study_design(cfg: SearchConfig, unset: Sequence[str]) -> tuple[SearchConfig,
     set up or report."""
     file = file_of(cfg.storage)
     if not unset or (file is not None and not file.is_file()):
-        return cfg, {}
+        return cfg
     try:
         storage = open_storage(cfg.storage, create=False, heartbeat=cfg.heartbeat)
         with faults(cfg.storage):
             if cfg.study_name not in study_names(storage):
-                return cfg, {}
+                return cfg
             old = record.identity_of(optuna.load_study(study_name=cfg.study_name,
                                                        storage=storage))
     except StorageError:  # prepare_study meets it again, and says it in one line
-        return cfg, {}
+        return cfg
     if not isinstance(old, dict):
-        return cfg, {}  # not nas's: prepare_study says so
+        return cfg  # not nas's: prepare_study says so
     recorded = {**UNRECORDED, **old}
     taken = {k: recorded[k] for k in unset if k in DESIGN and _design_value(k, recorded[k])}
     # Worth a word only where the study's value is not what a new study would get.
-    other = tuple(k for k, v in taken.items() if v != getattr(SearchConfig(), k))
-    return replace(cfg, **taken, kept_design=other), taken
+    default = SearchConfig()
+    other = tuple(k for k, v in taken.items() if v != getattr(default, k))
+    return replace(cfg, **taken, kept_design=other)
 
 
 def design_options(cfg: SearchConfig, keys: Sequence[str] = DESIGN) -> str:
