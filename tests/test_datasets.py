@@ -148,6 +148,27 @@ def test_fashion_mnist_searches_exports_and_replays(capsys, tmp_path, fashion_sl
              "was made on Fashion-MNIST (1x28x28, 10 classes", "data.name", "data.sha256")
 
 
+def test_a_published_design_replays_on_fashion_mnist_the_way_the_search_trains(
+        capsys, tmp_path, fashion_slice, tiny_mnist_dir):
+    """``--spec`` on Fashion-MNIST mirrors as a search on it does (Dataset.hflip), unless
+    --no-hflip; the 5x5 published design trains; digits are never mirrored."""
+    def replay_report(out: str, *argv: str) -> dict:
+        code, _, err = call(capsys, "replay", "--spec", "hardmaru_fashion_83k", "--epochs", "1",
+                            "--seeds", "1", "--no-progress", "--out", str(tmp_path / out), *argv)
+        assert code == 0, err
+        return json.loads((tmp_path / out / "report.json").read_text())
+
+    fashion = ["--dataset", "fashion-mnist", "--data-dir", str(fashion_slice)]
+    r = replay_report("on", *fashion)
+    assert r["train_config"]["hflip"] is True and r["params"] == 83_466
+    assert r["spec"]["stem"]["kernel"] == 5 and 0.0 <= r["test_acc_final"][0] <= 1.0
+    assert replay_report("off", *fashion, "--no-hflip")["train_config"]["hflip"] is False
+    digits = replay_report("digits", "--data-dir", str(tiny_mnist_dir))
+    assert digits["train_config"]["hflip"] is False
+    code, _, err = call(capsys, "replay", "--no-hflip")
+    assert code == 2 and "--hflip goes with --spec" in err
+
+
 # -- an IDX folder ----------------------------------------------------------------------------
 def test_an_idx_folder_of_16x16_images_with_4_classes(capsys, tmp_path):
     tx, ty = synthetic_digits(400, 0)

@@ -53,7 +53,11 @@ def bad(**changes) -> dict:
     (bad(stem={"out_channels": 8, "padding": 2}), "padding"),
     (bad(stem={"out_channels": 8, "dropout": 1.5}), "probability"),
     (bad(blocks=[]), "at least one block"),
-    (bad(blocks=[{"convs": []}]), "no convolutions"),
+    (bad(blocks=[{"convs": []}]), "no convolutions and no transition ops"),
+    (bad(blocks=[{"transition": [{"op": "maxpool"}]}]), "malformed"),  # convs: [] says it
+    (bad(stem={"out_channels": 8, "kernel": 4}), "kernel must be one of 3, 5, 7, got 4"),
+    (bad(stem={"out_channels": 8, "kernel": 5.0}), "kernel must be one of 3, 5, 7, got 5.0"),
+    (bad(stem={"out_channels": 8, "kernel": 5, "padding": 3}), "padding must be 0 to 2, got 3"),
     (bad(blocks=[{"convs": [{"out_channels": 8}], "transition": [{"op": "avgpool"}]}]),
      "unknown transition op"),
     (bad(head={"kind": "mlp"}), "head kind"),
@@ -111,8 +115,39 @@ def test_planner_walks_shapes_of_directly_built_specs():
 def test_validate_checks_directly_built_specs_too():
     with pytest.raises(SpecError, match="padding must be 0 or 1"):
         ArchSpec(stem=Conv3x3(8, padding=1.0), blocks=(Block((Conv3x3(8),)),)).validate()
-    with pytest.raises(SpecError, match="has no convolutions"):
+    with pytest.raises(SpecError, match="has no convolutions and no transition ops"):
         ArchSpec(stem=Conv3x3(8), blocks=(Block(()),)).validate()
+    with pytest.raises(SpecError, match="block 1 conv 1 padding must be 0 to 3, got 4"):
+        ArchSpec(stem=Conv3x3(8), blocks=(Block((Conv3x3(8, kernel=7, padding=4),)),)).validate()
+
+
+def test_kernel_sizes_and_pool_only_blocks_plan_by_hand():
+    """A 5x5 unit and a block of a pool alone: shapes, parameters and receptive fields as
+    computed by hand (RF: 5; pool +1 -> 6, jump 2; 5x5 at jump 2 +8 -> 14; pool +2 -> 16)."""
+    spec = REFERENCE["hardmaru_fashion_83k"]()
+    p = plan(spec)
+    assert [(x.name, x.out_shape, x.params, x.rf, x.jump) for x in p.layers[:6]] == [
+        ("conv1", (32, 28, 28), 1 * 32 * 25 + 32, 5, 1), ("relu1", (32, 28, 28), 0, 5, 1),
+        ("maxpool1", (32, 14, 14), 0, 6, 2), ("conv2", (64, 14, 14), 32 * 64 * 25 + 64, 14, 2),
+        ("relu2", (64, 14, 14), 0, 14, 2), ("maxpool2", (64, 7, 7), 0, 16, 4)]
+    assert p.params == 832 + 51_264 + 64 * 7 * 7 * 10 + 10 == 83_466
+    assert p.receptive_field == 16
+    assert spec.key() == "conv-bn-relu;in1x28;stem:c32k5p2r;/M|c64k5p2r/M;flatten_linear;10"
+    # An unpadded 7x7 stem: 28 - 6 = 22, RF 7; the kernel is in the key, 3 is left out.
+    small = ArchSpec(stem=Conv3x3(4, kernel=7, padding=0), blocks=(Block((Conv3x3(4),)),))
+    assert plan(small).layers[0].out_shape == (4, 22, 22) and plan(small).layers[0].rf == 7
+    assert small.key().startswith("conv-bn-relu;in1x28;stem:c4k7p0br;c4br;")
+
+
+def test_a_3x3_units_json_leaves_the_kernel_out():
+    """Specs written before kernel sizes existed read and write byte for byte as before."""
+    d = REFERENCE["bn_dropout_16k"]().to_dict()
+    assert "kernel" not in d["stem"] and all("kernel" not in c for b in d["blocks"]
+                                              for c in b["convs"])
+    assert REFERENCE["hardmaru_fashion_83k"]().to_dict()["stem"]["kernel"] == 5
+    explicit = json.loads(REFERENCE["bn_dropout_16k"]().to_json())
+    explicit["stem"]["kernel"] = 3
+    assert ArchSpec.from_dict(explicit) == REFERENCE["bn_dropout_16k"]()
 
 
 def test_to_dict_holds_only_json_types():

@@ -8,7 +8,7 @@ It needs no torch: shapes, parameters and receptive fields are plain arithmetic.
 
 Receptive field arithmetic (Araujo et al., "Computing receptive fields of CNNs", Distill 2019):
 a layer with kernel k and stride s maps (r, j) -> (r + (k - 1) * j, j * s). So a 3x3 stride-1
-convolution adds 2*j, a 2x2 stride-2 pool adds j and doubles j, 1x1 convolutions and pointwise
+convolution adds 2*j (a 5x5 one 4*j), a 2x2 stride-2 pool adds j and doubles j, 1x1 convolutions and pointwise
 layers change nothing. The head's global pool or flatten sees the whole remaining map.
 """
 
@@ -132,7 +132,7 @@ class _Planner:
 
     # -- the spec's parts ----------------------------------------------------------------------
     def unit(self, c: Conv3x3, where: str) -> None:
-        self._conv(c.out_channels, 3, c.padding, c.bias, where)
+        self._conv(c.out_channels, c.kernel, c.padding, c.bias, where)
         self._post(c.bn, c.relu)
         self._dropout(c.dropout)
 

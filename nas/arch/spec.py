@@ -1,8 +1,9 @@
 """Architecture specs: plain, frozen data that describes one CNN exactly.
 
-A spec is a stem convolution, a sequence of blocks of 3x3 convolutions, each block followed by an
-optional transition (2x2 max-pool, 1x1 convolution, BatchNorm, dropout, in the order given), and a
-head. Specs are immutable, hashable, and round-trip through JSON exactly
+A spec is a stem convolution, a sequence of blocks of convolutions (3x3 unless a unit says 5x5 or
+7x7), each block followed by an optional transition (2x2 max-pool, 1x1 convolution, BatchNorm,
+dropout, in the order given), and a head. A block may be a transition alone (a pool right after
+the stem, as in many published networks). Specs are immutable, hashable, and round-trip through JSON exactly
 (``ArchSpec.from_json(s.to_json()) == s``). This module is plain data and imports nothing of
 ``nas``: :meth:`ArchSpec.validate` checks fields (types and ranges); whether the shapes work out
 is the planner's to say (:func:`nas.arch.plan.plan`), and building is :mod:`nas.arch.build`'s.
@@ -30,6 +31,7 @@ MAX_CHANNELS = 4096  # of any convolution
 MAX_IN_CHANNELS = 64
 MAX_INPUT_SIZE = 1024
 MAX_CLASSES = 10_000
+KERNELS = (3, 5, 7)  # a unit's kernel sizes; the search space samples 3 only
 
 Order = Literal["conv-bn-relu", "conv-relu-bn"]
 HeadKind = Literal["gap_linear", "gap_conv", "flatten_linear"]
@@ -39,7 +41,12 @@ HEAD_KINDS: tuple[str, ...] = ("gap_linear", "gap_conv", "flatten_linear")
 
 @dataclass(frozen=True)
 class Conv3x3:
-    """A 3x3 stride-1 convolution unit: conv, optional BatchNorm and ReLU, optional dropout."""
+    """A k x k stride-1 convolution unit: conv, optional BatchNorm and ReLU, optional dropout.
+
+    ``kernel`` is 3 (the name says the common case, and all the search space samples) or 5 or
+    7 for published designs; ``padding`` is from 0 to kernel // 2 ("same" at kernel // 2). A
+    3x3 unit's JSON leaves ``kernel`` out, so specs written before it existed read and write
+    byte for byte as before."""
 
     out_channels: int
     padding: int = 1
@@ -47,6 +54,7 @@ class Conv3x3:
     relu: bool = True
     dropout: float = 0.0
     bias: bool = True
+    kernel: int = 3
 
 
 @dataclass(frozen=True)
@@ -87,7 +95,8 @@ _OPS: dict[str, type] = {"maxpool": MaxPool, "conv1x1": Conv1x1, "bn": BatchNorm
 
 @dataclass(frozen=True)
 class Block:
-    """Some 3x3 convolutions, then the transition ops applied after them, in order."""
+    """Some convolutions, then the transition ops applied after them, in order; at least one
+    of the two (a block of a pool alone puts it right after the previous block or the stem)."""
 
     convs: tuple[Conv3x3, ...]
     transition: tuple[TransitionOp, ...] = ()
@@ -121,6 +130,9 @@ class ArchSpec:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data (lists, not tuples), with the spec format's version."""
         d = json.loads(json.dumps(asdict(self)))
+        for unit in [d["stem"]] + [c for b in d["blocks"] for c in b["convs"]]:
+            if unit["kernel"] == 3:  # the default, left out: older specs' JSON is unchanged
+                del unit["kernel"]
         d["version"] = SPEC_VERSION
         return d
 
@@ -175,7 +187,8 @@ class ArchSpec:
     def key(self) -> str:
         """A canonical string: two specs describe the same network iff their keys are equal."""
         def conv(c: Conv3x3) -> str:
-            s = f"c{c.out_channels}" + ("" if c.padding == 1 else f"p{c.padding}")
+            s = f"c{c.out_channels}" + ("" if c.kernel == 3 else f"k{c.kernel}")
+            s += "" if c.padding == 1 else f"p{c.padding}"
             s += ("b" if c.bn else "") + ("r" if c.relu else "") + ("" if c.bias else "n")
             return s + (f"d{c.dropout:g}" if c.dropout else "")
 
@@ -218,12 +231,13 @@ class ArchSpec:
         _at_most(len(self.blocks), MAX_BLOCKS, "blocks")
         _check_conv3x3(self.stem, "stem")
         for bi, block in enumerate(self.blocks, 1):
-            if not isinstance(block, Block) or not isinstance(block.convs, tuple) \
-                    or not block.convs:
-                raise SpecError(f"block {bi} has no convolutions")
+            if not isinstance(block, Block) or not isinstance(block.convs, tuple):
+                raise SpecError(f"block {bi} convs must be a list of convolutions")
             _at_most(len(block.convs), MAX_CONVS, f"block {bi} convs")
             if not isinstance(block.transition, tuple):
                 raise SpecError(f"block {bi} transition must be a list of ops")
+            if not block.convs and not block.transition:
+                raise SpecError(f"block {bi} has no convolutions and no transition ops")
             _at_most(len(block.transition), MAX_OPS, f"block {bi} transition ops")
             for ci, conv in enumerate(block.convs, 1):
                 _check_conv3x3(conv, f"block {bi} conv {ci}")
@@ -331,10 +345,15 @@ def _check_bool(v: Any, name: str) -> None:
 
 def _check_conv3x3(c: Any, name: str) -> None:
     if not isinstance(c, Conv3x3):
-        raise SpecError(f"{name} must be a 3x3 conv, got {short_repr(c)}")
+        raise SpecError(f"{name} must be a convolution unit, got {short_repr(c)}")
     _positive_int(c.out_channels, f"{name} out_channels", MAX_CHANNELS)
-    if type(c.padding) is not int or c.padding not in (0, 1):
-        raise SpecError(f"{name} padding must be 0 or 1, got {short_repr(c.padding)}")
+    if type(c.kernel) is not int or c.kernel not in KERNELS:
+        raise SpecError(f"{name} kernel must be one of {', '.join(map(str, KERNELS))}, got "
+                        f"{short_repr(c.kernel)}")
+    most = c.kernel // 2
+    if type(c.padding) is not int or not 0 <= c.padding <= most:
+        raise SpecError(f"{name} padding must be {'0 or 1' if most == 1 else f'0 to {most}'}, "
+                        f"got {short_repr(c.padding)}")
     for flag in ("bn", "relu", "bias"):
         _check_bool(getattr(c, flag), f"{name} {flag}")
     _check_p(c.dropout, f"{name} dropout")

@@ -9,6 +9,7 @@ selection on the test set), reported per seed and as mean ± sample standard dev
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import statistics
@@ -306,6 +307,11 @@ def _main(argv: Sequence[str] | None) -> int:
                    help="with --spec: training settings from a JSON file (an exported "
                         "recipe.json), the rest default; e.g. a search's recipe on a hand "
                         "design")
+    p.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --spec: mirror a random half of each batch left-right (default: "
+                        "the --recipe's setting, else the data set's: on for fashion-mnist, "
+                        "off for digits and for data nas knows nothing about; a trial trains "
+                        "with its own)")
     which.add_argument("--max-params", type=positive_int, default=None,
                        help="the best trial with at most this many parameters (a --pareto "
                             "study's answer for that budget), held to it by the challenge "
@@ -339,12 +345,18 @@ def _main(argv: Sequence[str] | None) -> int:
     a = p.parse_args(argv)
     if a.recipe is not None and a.spec is None:
         p.error("--recipe goes with --spec (a study's trial trains with its own settings)")
+    if a.hflip is not None and a.spec is None:
+        p.error("--hflip goes with --spec (a study's trial trains with its own settings)")
     device = resolve_device(a.device)
     if a.spec is not None:
         spec = load_spec(a.spec)
         data = load_data(*resolve_dataset(a.dataset or "mnist", a.data_dir))
-        cfg = replace(load_recipe(a.recipe) if a.recipe is not None else TrainConfig(),
-                      deterministic=a.deterministic, precision=a.precision or "auto")
+        # Mirroring as the search on this data does it (Dataset.hflip), unless the recipe (a
+        # search's own settings) or --hflip says otherwise: "replayed the same way".
+        base = load_recipe(a.recipe) if a.recipe is not None else TrainConfig(
+            hflip=data.dataset.hflip)
+        cfg = replace(base, deterministic=a.deterministic, precision=a.precision or "auto",
+                      hflip=base.hflip if a.hflip is None else a.hflip)
         cfg = replace(cfg, epochs=a.epochs or cfg.epochs)
         name = Path(a.spec).stem if a.spec not in REFERENCE else a.spec
         p = plan(spec)
