@@ -267,6 +267,14 @@ def test_cpu_dropout_is_nn_dropout_in_distribution(dtype):
     assert _CpuDropout(p).eval()(x) is x and _CpuDropout(0.0)(x) is x
 
 
+def test_cpu_dropout_drops_with_the_16_bit_threshold_it_states():
+    # P(drop) = round(p * 2**16) / 2**16: for p = 1.45 / 2**16 that is 1 / 2**16, so 2**24
+    # draws drop about 256 (sd 16), where the unrounded p would drop about 371.
+    torch.manual_seed(0)
+    dropped = (_CpuDropout(1.45 / 2**16)(torch.ones(2**24)) == 0).sum().item()
+    assert abs(dropped - 256) < 4 * 16
+
+
 def test_training_view_swaps_dropouts_on_cpu_only_and_leaves_the_model_as_built():
     from nas.arch.build import build
 
