@@ -45,7 +45,7 @@ def canned_throughput(monkeypatch) -> tuple[dict, list[str]]:
 
     monkeypatch.setattr(bench, "measure", fake_measure)
     cfg = TrainConfig(precision="fp32")
-    t = bench.throughput(3, 600, torch.device("cpu"), "unused", 1, cfg, lambda msg: None,
+    t = bench.throughput(3, 600, torch.device("cpu"), bench.Data(), 1, cfg, lambda msg: None,
                          {"precision=bf16": replace(cfg, precision="bf16")})
     return t, order
 
@@ -134,6 +134,50 @@ def test_bench_smoke(tmp_path, tiny_mnist_dir, capsys):
     assert "each candidate 3 epochs on 500 images of a 3-epoch schedule" in md
 
 
+@pytest.mark.parametrize("which", ["rgb-npz", "fashion-mnist"])
+def test_bench_measures_on_the_data_it_is_given(tmp_path, capsys, which):
+    """--dataset: both pipelines read that data and train the reference network's layers on
+    its input (a 32x32 RGB .npz without a torchvision class; Fashion-MNIST through
+    torchvision's FashionMNIST)."""
+    import numpy as np
+
+    from nas.arch.plan import plan
+    from nas.arch.space import Input
+    from nas.training.dataset import FASHION_MNIST
+
+    if which == "rgb-npz":
+        rng = np.random.default_rng(0)
+        f = tmp_path / "rgb.npz"
+        np.savez(f, x_train=rng.integers(0, 256, (300, 32, 32, 3), dtype=np.uint8),
+                 y_train=rng.integers(0, 3, 300), x_test=rng.integers(0, 256, (30, 32, 32, 3),
+                                                                       dtype=np.uint8),
+                 y_test=rng.integers(0, 3, 30))
+        argv, want = ["--dataset", str(f)], ("rgb", [3, 32, 32], Input(3, 32, 3))
+    else:
+        from pathlib import Path
+
+        if not Path(FASHION_MNIST.system_dir or "").is_dir():
+            pytest.skip("apt-get install dataset-fashion-mnist (.ci/run does)")
+        argv, want = ["--dataset", "fashion-mnist"], ("Fashion-MNIST", [1, 28, 28], Input())
+    with pytest.raises(SystemExit) as e:
+        run(bench.main, "nas.bench", [*argv, "--device", "cpu", "--rounds", "1", "--images",
+                                      "256", "--candidate-epochs", "0", "--workers", "",
+                                      "--out", str(tmp_path)])
+    assert e.value.code == 0, capsys.readouterr().err
+    (js,) = tmp_path.glob("*.json")
+    res = json.loads(js.read_text())
+    name, shape, io = want
+    spec = io.apply(bn_dropout_16k())
+    assert (res["data"]["name"], res["data"]["shape"]) == (name, shape)
+    assert res["data"]["reference_params"] == plan(spec).params
+    assert res["throughput"]["flops"]["train_per_image"] == bench.train_flops_per_image(spec)
+    runs = res["throughput"]["runs"]
+    assert 256 <= runs["a"][0]["images"] < 256 + 128 and runs["b"][0]["images"] == 256
+    # mirror flips as a search on this data trains (on for clothing, off otherwise)
+    assert res["settings"]["train_config"]["hflip"] is (which == "fashion-mnist")
+    assert f"Data: {name} ({'x'.join(map(str, shape))}" in js.with_suffix(".md").read_text()
+
+
 def test_forward_flops_count_conv_and_linear_multiply_adds():
     # conv 1->4 (3x3, pad 1) on 28x28, 1x1 conv 4->2 on 28x28, flatten, linear 1568->10
     spec = ArchSpec(stem=Conv3x3(4, bn=False), blocks=(Block((), (Conv1x1(2, bn=False),)),),
@@ -179,7 +223,8 @@ def test_gpu_check_fails_loudly(tmp_path, tiny_mnist_dir):
                                 study_name="gpu-check", direction="maximize")
     study.set_user_attr("identity", {"max_params": 1})
     with pytest.raises(bench.CheckFailed, match=r"search failed \(exit 2\).*other settings"):
-        bench.acceptance(torch.device("cpu"), str(tiny_mnist_dir), bench.TrainConfig(),
+        bench.acceptance(torch.device("cpu"), bench.Data("mnist", str(tiny_mnist_dir)),
+                         bench.TrainConfig(),
                          256, 1, print, tmp_path)
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit) as e:

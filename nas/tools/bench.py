@@ -3,11 +3,14 @@
 Three measurements, all in one run, written as JSON and Markdown with the device, the library
 versions and the command line:
 
-1. **Throughput**, the same reference network (16,146 parameters) trained on the same number of
-   images two ways: (a) the conventional pipeline people use for this challenge —
+1. **Throughput**, the same reference network (16,146 parameters on MNIST) trained on the same
+   number of images two ways: (a) the conventional pipeline people use for this challenge —
    ``torchvision.datasets.MNIST`` with ``RandomRotation``, ``ToTensor``, ``Normalize``, a
    shuffled ``DataLoader`` (batch 128, 2 workers), fp32, default memory format, SGD with
-   momentum; (b) ``nas.training.trainer.train`` with its defaults. Rounds alternate a, b, a,
+   momentum; (b) ``nas.training.trainer.train`` with its defaults. ``--dataset`` measures on
+   other data (:class:`Data`): the reference network's layers on its input, (a) reading it
+   with its torchvision class where it has one (``FashionMNIST``), else from its arrays
+   through the same PIL transforms. Rounds alternate a, b, a,
    b … so drift on a shared machine hits both; each measurement runs in a fresh process so
    its peak host memory (VmHWM) is its own. Reported: images/s, seconds per 60,000-image
    epoch, peak memory, b/a.
@@ -43,7 +46,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +55,15 @@ import torch
 from nas.arch.plan import plan
 from nas.arch.spec import ArchSpec
 from nas.arch.zoo import bn_dropout_16k
-from nas.cli.common import (DATA_DIR_HELP, DEVICE_HELP, Parser, describe, nonneg_int, positive_int,
-                            run)
+from nas.arch.space import Input
+from nas.cli.common import (DATASET_HELP, DEVICE_HELP, NAMED_DATA_DIR_HELP, Parser, describe,
+                            nonneg_int, positive_int, resolve_dataset, run)
 from nas.errors import UserError
 from nas.study import record
 from nas.training import checkpoint
-from nas.training.data import DEFAULT_DATA_DIR, FILES, Split, load_mnist
-from nas.training.dataset import MNIST as DATASET  # the data set both pipelines train on
+from nas.training.data import MNIST as Loaded
+from nas.training.data import Split
+from nas.training.sources import load_data
 from nas.training.host import cpu_flags, cpu_model, use_threads
 from nas.training.trainer import (PRECISIONS, TrainConfig, device_name, images_per_epoch,
                                   precision_for, resolve_device, train)
@@ -133,21 +138,68 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def conventional(images: int, device: torch.device, data_dir: str) -> dict:
+@dataclass(frozen=True)
+class Data:
+    """What ``--dataset``/``--data-dir`` name, as a search records them
+    (:func:`nas.cli.common.resolve_dataset`); small and picklable, so a spawned measurement
+    loads the data itself."""
+
+    arg: str = "mnist"
+    data_dir: str | None = None
+
+    def load(self) -> Loaded:
+        return load_data(self.arg, self.data_dir)
+
+    def spec(self) -> ArchSpec:
+        """The reference network (``bn_dropout_16k``'s layers) on this data's input."""
+        d = self.load().dataset
+        return Input(d.shape[0], d.shape[1], len(d.classes)).apply(bn_dropout_16k())
+
+    def cli_args(self) -> list[str]:
+        """The command-line arguments that name this data."""
+        return ["--dataset", self.arg, *(["--data-dir", self.data_dir] if self.data_dir else [])]
+
+
+class _ArrayImages(torch.utils.data.Dataset):
+    """uint8 images as PIL images through ``transform``, as torchvision's MNIST class serves
+    its own: (a)'s reader for data that has no torchvision class (a folder, a .npz)."""
+
+    def __init__(self, split: Split, transform: Any) -> None:
+        self.x, self.y, self.transform = split.x, split.y, transform
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        x = self.x[i]  # H x W, or C x H x W (nas.training.sources): PIL takes H x W x C
+        x = x.numpy() if x.ndim == 2 else x.permute(1, 2, 0).numpy()
+        return self.transform(Image.fromarray(x)), int(self.y[i])
+
+
+def conventional(images: int, device: torch.device, data: Data) -> dict:
     """Pipeline (a): torchvision dataset, PIL transforms, DataLoader, fp32, plain SGD."""
+    import torchvision.datasets
     import torchvision.transforms as T
-    from torchvision.datasets import MNIST
 
     from nas.arch.build import build
 
-    root = _torchvision_root(data_dir)
-    ds = MNIST(str(root), train=True, download=False, transform=T.Compose([
-        T.RandomRotation((-7.0, 7.0), fill=(0,)), T.ToTensor(),
-        T.Normalize((DATASET.mean,), (DATASET.std,))]))  # the constants (b) normalises with
+    loaded = load_data(data.arg, data.data_dir)
+    d = loaded.dataset
+    c = d.shape[0]
+    transform = T.Compose([  # the constants (b) normalises with
+        T.RandomRotation((-7.0, 7.0), fill=(0,) * c), T.ToTensor(),
+        T.Normalize((d.mean,) * c, (d.std,) * c)])
+    if d.torchvision is not None and c == 1:
+        ds = getattr(torchvision.datasets, d.torchvision)(
+            str(_torchvision_root(loaded)), train=True, download=False, transform=transform)
+    else:
+        ds = _ArrayImages(loaded.train, transform)
     loader = torch.utils.data.DataLoader(ds, batch_size=128, shuffle=True, num_workers=2,
                                          pin_memory=device.type == "cuda")
     torch.manual_seed(0)
-    model = build(bn_dropout_16k()).to(device)
+    model = build(data.spec()).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     model.train()
     seen = 0
@@ -167,18 +219,20 @@ def conventional(images: int, device: torch.device, data_dir: str) -> dict:
     return {"images": seen, "seconds": time.perf_counter() - t0}
 
 
-def ours(images: int, device: torch.device, data_dir: str, cfg: TrainConfig) -> dict:
+def ours(images: int, device: torch.device, data: Data, cfg: TrainConfig) -> dict:
     """Pipeline (b): nas's trainer, on ``images`` training images for one epoch."""
-    m = load_mnist(data_dir)
+    m = data.load()
     n = min(images, len(m.train))
     reps = -(-images // n)
-    train_split = Split(m.train.x[:n].repeat(reps, 1, 1)[:images],
+    x = m.train.x[:n]
+    train_split = Split(x.repeat(reps, *[1] * (x.ndim - 1))[:images],
                         m.train.y[:n].repeat(reps)[:images])
     # (a) evaluates nothing: (b) gets one token batch so its evaluation costs next to nothing.
     eval_split = Split(m.train.x[:256], m.train.y[:256])
     _sync(device)
     t0 = time.perf_counter()
-    result = train(bn_dropout_16k(), train_split, eval_split, replace(cfg, epochs=1), device)
+    result = train(data.spec(), train_split, eval_split, replace(cfg, epochs=1), device,
+                   dataset=m.dataset)
     _sync(device)
     return {"images": images_per_epoch(images, cfg.batch_size),
             "seconds": time.perf_counter() - t0, "precision": result.precision}
@@ -225,19 +279,21 @@ def measure(kind: str, **kwargs: Any) -> dict:
     return out
 
 
-def _torchvision_root(data_dir: str) -> Path:
-    """torchvision reads decompressed files from ROOT/MNIST/raw: make them once, in /tmp."""
+def _torchvision_root(loaded: Loaded) -> Path:
+    """torchvision reads decompressed files from ROOT/<its class>/raw (MNIST/raw,
+    FashionMNIST/raw): make them once, in /tmp."""
     from torchvision.datasets.utils import extract_archive
 
-    src = Path(load_mnist(data_dir).source)
+    d = loaded.dataset
+    src = Path(loaded.source)
     # Keyed by the source's path and files, so another copy never reads a stale extraction.
     stamp = repr([(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns)
                   for f in sorted(src.iterdir())])
-    root = Path(tempfile.gettempdir()) / ("nas-bench-mnist-" +
+    root = Path(tempfile.gettempdir()) / (f"nas-bench-{d.name.lower()}-" +
                                           hashlib.sha1(stamp.encode()).hexdigest()[:12])
-    raw = root / "MNIST" / "raw"
+    raw = root / str(d.torchvision) / "raw"
     raw.mkdir(parents=True, exist_ok=True)
-    for stem in FILES.values():
+    for stem in d.files:
         if not (raw / stem).is_file():
             if (src / stem).is_file():
                 (raw / stem).write_bytes((src / stem).read_bytes())
@@ -246,13 +302,13 @@ def _torchvision_root(data_dir: str) -> Path:
     return root
 
 
-def _n_val(data_dir: str) -> int:
+def _n_val(data: Data) -> int:
     """The search's 10,000 validation images, or a sixth of a smaller training set."""
-    return min(10_000, len(load_mnist(data_dir).train) // 6)
+    return min(10_000, len(data.load().train) // 6)
 
 
 # -- the three sections -----------------------------------------------------------------------
-def throughput(rounds: int, images: int, device: torch.device, data_dir: str,
+def throughput(rounds: int, images: int, device: torch.device, data: Data,
                threads: int, cfg: TrainConfig, log: Any,
                variants: dict[str, TrainConfig] | None = None) -> dict:
     """(a) against (b), and (b) against each named variant of its settings, interleaved; after
@@ -267,7 +323,7 @@ def throughput(rounds: int, images: int, device: torch.device, data_dir: str,
     peaks: list[dict] = []
     for r in range(rounds):
         for kind in runs:
-            kw: dict[str, Any] = dict(images=images, device=str(device), data_dir=data_dir,
+            kw: dict[str, Any] = dict(images=images, device=str(device), data=data,
                                       threads=threads)
             if kind != "a":
                 kw["cfg"] = variants.get(kind, cfg)
@@ -278,7 +334,7 @@ def throughput(rounds: int, images: int, device: torch.device, data_dir: str,
         log(f"  round {r + 1}/{rounds} matmul peak: " + ", ".join(
             f"{d} {f / 1e9:,.0f} GFLOP/s" for d, f in peaks[-1]["flops_per_s"].items()))
     peak = {d: max(p["flops_per_s"][d] for p in peaks) for d in dtypes}
-    flops = train_flops_per_image(bn_dropout_16k())
+    flops = train_flops_per_image(data.spec())
 
     def summary(kind: str) -> dict:
         ms = runs[kind]
@@ -312,17 +368,18 @@ def throughput(rounds: int, images: int, device: torch.device, data_dir: str,
     }
 
 
-def one_candidate(device: torch.device, data_dir: str, cfg: TrainConfig) -> dict:
-    tr, val = load_mnist(data_dir).search_splits(_n_val(data_dir))
+def one_candidate(device: torch.device, data: Data, cfg: TrainConfig) -> dict:
+    loaded = data.load()
+    tr, val = loaded.search_splits(_n_val(data))
     t0 = time.perf_counter()
-    result = train(bn_dropout_16k(), tr, val, cfg, device)
+    result = train(data.spec(), tr, val, cfg, device, dataset=loaded.dataset)
     _sync(device)
     return {"epochs": cfg.epochs, "seconds": time.perf_counter() - t0,
             "val_acc_final": result.final_accuracy,
             "epoch_seconds_median": statistics.median(result.epoch_seconds)}
 
 
-def search_rate(workers: Sequence[int], trials: int, epochs: int, device: str, data_dir: str,
+def search_rate(workers: Sequence[int], trials: int, epochs: int, device: str, data: Data,
                 log: Any, train_cfg: TrainConfig | None = None) -> list[dict]:
     """One real search per worker count, each from nothing: its own directory, database,
     study and settings, and its figures read from its own study only. The search stage only
@@ -336,13 +393,14 @@ def search_rate(workers: Sequence[int], trials: int, epochs: int, device: str, d
     from nas.study.runner import search
 
     base = replace(train_cfg or TrainConfig(), epochs=epochs)
-    n_val = _n_val(data_dir)
-    n_train = len(load_mnist(data_dir).train) - n_val
+    n_val = _n_val(data)
+    n_train = len(data.load().train) - n_val
     out = []
     for w in workers:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = SearchConfig(storage=f"sqlite:///{tmp}/bench.db", study_name=f"bench-{w}",
-                               trials=trials, workers=w, device=device, data_dir=data_dir,
+                               trials=trials, workers=w, device=device, dataset=data.arg,
+                               data_dir=data.data_dir,
                                val_size=n_val, full_schedule=base, finalists=0)
             stage = plan_stages(cfg, trials, 0, n_train)[0]
             if w == workers[0]:
@@ -381,7 +439,7 @@ def markdown(res: dict) -> str:
     lines = [f"## {res['device']} — {res['date']}", "",
              f"`{res['command']}` (torch {res['versions']['torch']}, {t['rounds']} rounds of "
              f"{t['images_per_measurement']:,} images, a/b alternating; medians)", "",
-             _host_line(res.get("host", {})), "",
+             _host_line(res.get("host", {})), "", *_data_line(res.get("data")),
              "| pipeline | precision | images/s | s/epoch (60k) | GFLOP/s | share of peak "
              "| peak memory |", "|---|---|---:|---:|---:|---:|---|",
              f"| (a) conventional: torchvision + DataLoader | fp32 | {a['images_per_s']:,.0f} | "
@@ -434,6 +492,16 @@ def _ratios(xs: Sequence[float]) -> str:
     return ", ".join(f"{x:.2f}×" for x in xs)
 
 
+def _data_line(d: dict[str, Any] | None) -> list[str]:
+    """The data both pipelines read, as a paragraph (none for results written before
+    ``--dataset``: MNIST)."""
+    if not d:
+        return []
+    return [f"Data: {d['name']} ({'x'.join(map(str, d['shape']))}, {d['classes']} classes, "
+            f"{d['train_images']:,} training images); the reference network's layers on it: "
+            f"{d['reference_params']:,} parameters.", ""]
+
+
 def _host_line(h: dict[str, Any]) -> str:
     return (f"Host: {h.get('cpu_model', '?')}, {h.get('cpus', '?')} CPUs, CPU flags "
             f"{', '.join(h.get('cpu_flags', [])) or 'none of note'}; CUDA: "
@@ -448,7 +516,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = Parser(prog="python -m nas.bench", description=describe(__doc__))
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"),
                    help=DEVICE_HELP)
-    p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help=DATA_DIR_HELP)
+    p.add_argument("--dataset", default="mnist", help=DATASET_HELP)
+    p.add_argument("--data-dir", default=None, help=NAMED_DATA_DIR_HELP)
     p.add_argument("--rounds", type=positive_int, default=3, help="a/b pairs (default 3)")
     p.add_argument("--images", type=positive_int, default=60_000,
                    help="images per measurement (default: one 60,000-image epoch)")
@@ -486,13 +555,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # process (and the device line then says so).
     use_threads(a.threads)
     device = resolve_device(a.device)
-    load_mnist(a.data_dir)
-    cfg = TrainConfig(precision=a.precision)
+    arg, data_dir = resolve_dataset(a.dataset, a.data_dir)
+    # absolute: the acceptance check runs the command lines from a scratch folder
+    data = Data(arg, str(Path(data_dir).resolve()) if data_dir is not None else None)
+    loaded = data.load()  # bad data: one line, before anything is measured
+    cfg = TrainConfig(precision=a.precision, hflip=loaded.dataset.hflip)
     if a.gpu_check:
         if device.type != "cuda" and a.device != "cpu":
             raise UserError("--gpu-check needs a CUDA device and this machine has none "
                             "(--device cpu runs the same check on the CPU)")
-        return gpu_check(device, a.data_dir, cfg, a.images, a.threads, a.out)
+        return gpu_check(device, data, cfg, a.images, a.threads, a.out)
     cand_epochs = cfg.epochs if a.candidate_epochs is None else a.candidate_epochs
     search_epochs = a.search_epochs or (cfg.epochs if device.type == "cuda" else 1)
     workers = [int(w) for w in a.workers.split(",") if w.strip()]
@@ -501,6 +573,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "device": device_name(device), "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "command": "python -m nas.bench " + shlex.join(sys.argv[1:] if argv is None else argv),
         "versions": _versions(), "host": _host(),
+        "data": {"name": loaded.dataset.name, "shape": list(loaded.dataset.shape),
+                 "classes": len(loaded.dataset.classes), "train_images": len(loaded.train),
+                 "source": loaded.source, "reference_params": plan(data.spec()).params},
         "precision": {"requested": a.precision, "resolved": precision_for(device, a.precision)},
         "settings": {"rounds": a.rounds, "images": a.images, "candidate_epochs": cand_epochs,
                      "workers": workers, "search_trials": a.search_trials,
@@ -511,17 +586,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(msg, flush=True)
 
     log(f"throughput on {res['device']}: (a) conventional vs (b) nas, {a.images:,} images each")
-    res["throughput"] = throughput(a.rounds, a.images, device, a.data_dir, a.threads, cfg, log,
+    res["throughput"] = throughput(a.rounds, a.images, device, data, a.threads, cfg, log,
                                    variants)
     log(f"  ratio b/a = {res['throughput']['ratio_b_over_a']:.2f}")
     if cand_epochs > 0:
         log(f"one candidate, {cand_epochs} epochs")
-        res["candidate"] = one_candidate(device, a.data_dir, replace(cfg, epochs=cand_epochs))
+        res["candidate"] = one_candidate(device, data, replace(cfg, epochs=cand_epochs))
         log(f"  {res['candidate']['seconds']:.1f} s")
     if workers:
         log(f"search throughput, {a.search_trials} trained candidates per run")
         res["search"] = search_rate(workers, a.search_trials, search_epochs, str(device),
-                                    a.data_dir, log, cfg)
+                                    data, log, cfg)
     a.out.mkdir(parents=True, exist_ok=True)
     slug = f"{device.type}-{time.strftime('%Y%m%d-%H%M%S')}"
     (a.out / f"{slug}.json").write_text(json.dumps(res, indent=2, default=str))
@@ -579,7 +654,7 @@ def _expect(ok: bool, what: str) -> None:
         raise CheckFailed(what)
 
 
-def acceptance(device: torch.device, data_dir: str, cfg: TrainConfig, images: int,
+def acceptance(device: torch.device, data: Data, cfg: TrainConfig, images: int,
                threads: int, log: Any, workdir: Path) -> dict:
     """The product path on ``device``, end to end, through the real command lines: a search of
     2 trained candidates with 2 workers (1 epoch, then 1 finalist on 1 seed), a replay of its
@@ -588,10 +663,9 @@ def acceptance(device: torch.device, data_dir: str, cfg: TrainConfig, images: in
     precision each trial resolved), and raises :class:`CheckFailed` (or the step's own error)
     at the first failure; it skips nothing. Device-independent: on CPU it is the same
     routine, which is how the tests run it without a GPU."""
-    data = str(Path(data_dir).resolve())
     expected = precision_for(device, cfg.precision)
     url, name = f"sqlite:///{workdir / 'check.db'}", "gpu-check"
-    common = ["--device", device.type, "--data-dir", data]
+    common = ["--device", device.type, *data.cli_args()]
     # One finalist on one seed: the finalist stage runs too, at the least cost.
     _cli("search", ["nas.search", "--trials", "2", "--workers", "2", "--epochs", "1",
                     "--finalists", "1", "--finalist-seeds", "1",
@@ -631,7 +705,7 @@ def acceptance(device: torch.device, data_dir: str, cfg: TrainConfig, images: in
                                              "matmul_peak")}}
 
 
-def gpu_check(device: torch.device, data_dir: str, cfg: TrainConfig, images: int,
+def gpu_check(device: torch.device, data: Data, cfg: TrainConfig, images: int,
               threads: int, out: Path) -> int:
     """``--gpu-check``: :func:`acceptance` in a scratch directory; writes its result as
     ``<out>/check-<device>-<time>.json`` and prints PASS, or raises (exit status 1)."""
@@ -640,7 +714,7 @@ def gpu_check(device: torch.device, data_dir: str, cfg: TrainConfig, images: int
 
     log(f"GPU acceptance check on {device_name(device)} ({cfg.precision} precision)")
     with tempfile.TemporaryDirectory() as tmp:
-        res = acceptance(device, data_dir, cfg, images, threads, log, Path(tmp))
+        res = acceptance(device, data, cfg, images, threads, log, Path(tmp))
     res.update(date=time.strftime("%Y-%m-%d %H:%M %Z"), versions=_versions(), host=_host())
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"check-{device.type}-{time.strftime('%Y%m%d-%H%M%S')}.json"
