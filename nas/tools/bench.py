@@ -53,9 +53,9 @@ from typing import Any
 import torch
 
 from nas.arch.plan import plan
+from nas.arch.space import Input
 from nas.arch.spec import ArchSpec
 from nas.arch.zoo import bn_dropout_16k
-from nas.arch.space import Input
 from nas.cli.common import (DATASET_HELP, DEVICE_HELP, NAMED_DATA_DIR_HELP, Parser, describe,
                             nonneg_int, positive_int, resolve_dataset, run)
 from nas.errors import UserError
@@ -63,8 +63,8 @@ from nas.study import record
 from nas.training import checkpoint
 from nas.training.data import MNIST as Loaded
 from nas.training.data import Split
-from nas.training.sources import load_data
 from nas.training.host import cpu_flags, cpu_model, use_threads
+from nas.training.sources import load_data
 from nas.training.trainer import (PRECISIONS, TrainConfig, device_name, images_per_epoch,
                                   precision_for, resolve_device, train)
 
@@ -185,7 +185,7 @@ def conventional(images: int, device: torch.device, data: Data) -> dict:
 
     from nas.arch.build import build
 
-    loaded = load_data(data.arg, data.data_dir)
+    loaded = data.load()
     d = loaded.dataset
     c = d.shape[0]
     transform = T.Compose([  # the constants (b) normalises with
