@@ -86,6 +86,12 @@ def run_all(capsys, tmp_path: Path, data: list[str], study: str) -> dict:
     assert "final-epoch test accuracy" in rep
     # MNIST's accuracy target is not the measure of other data; the budget checks stay.
     assert "mean test accuracy >=" not in rep and "PASS  parameters <= 20,000" in rep
+    # The replay's report says what the data are and what its model.onnx takes, as the
+    # export does (the ONNX's metadata: the same words).
+    md = (tmp_path / "rep" / "report.md").read_text()
+    meta = onnx_meta(tmp_path / "rep" / "model.onnx")
+    for key, line in (("dataset", "data"), ("classes", "classes"), ("input", "model.onnx input")):
+        assert f"- {line}: {meta[key]}\n" in md, (key, md)
     code, out, err = call(capsys, "export", "--storage", db, "--out", str(tmp_path / "e1"))
     assert code == 0, err
     assert out.split()[-1].endswith("model.onnx")

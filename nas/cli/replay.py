@@ -29,7 +29,8 @@ from nas.cli.common import (ARTIFACT_DIR_HELP, DATASET_HELP, DEVICE_HELP, NAMED_
                             Parser, add_study_args, describe, make_dir, positive_int,
                             resolve_dataset, run)
 from nas.errors import ConfigError, UserError
-from nas.export.onnx import metadata, write_onnx
+from nas.export.onnx import (INPUT_NAME, OUTPUT_NAME, input_contract, metadata,
+                             output_contract, write_onnx)
 from nas.study import record, selection, uploads
 from nas.study.artifacts import ArtifactError, open_store
 from nas.study.config import data_identity, data_words
@@ -68,6 +69,9 @@ class ReplayReport:
     date: str = ""
     precision: str = ""  # what the seeds trained in (resolved: bf16, fp16 or fp32)
     dataset: str = "MNIST"  # the data set's name: the accuracy target is MNIST's challenge
+    # What the data are and what model.onnx takes and gives (title, classes, input, output):
+    # the words the export states too (nas.export.onnx.metadata).
+    data: dict[str, str] = field(default_factory=dict)
 
     @property
     def mean(self) -> float:
@@ -107,6 +111,8 @@ class ReplayReport:
                 f"{len(self.seeds)} seed(s), {self.epochs} epochs on {self.train_images:,} "
                 f"training images, on {self.device}, {self.date}:\n\n"
                 f"**{self.mean:.2%} ± {self.std:.2%}** (mean ± std)\n\n"
+                + "".join(f"- {k}: {v}\n" for k, v in self.data.items())
+                + ("\n" if self.data else "") +
                 f"| seed | test acc (final epoch) | seconds |\n|---:|---:|---:|\n{rows}\n\n"
                 f"Challenge:\n{checks}\n")
 
@@ -215,6 +221,9 @@ def retrain(report: ReplayReport, spec: ArchSpec, cfg: TrainConfig, device: torc
     make_dir(out)
     report.train_images, report.test_images = len(train_split), len(test_split)
     report.dataset = dataset.name
+    report.data = {"data": dataset.title(), "classes": dataset.classes_text(),
+                   "model.onnx input": f"{INPUT_NAME}: {input_contract(dataset)}",
+                   "model.onnx output": f"{OUTPUT_NAME}: {output_contract(dataset)}"}
     report.device, report.versions = device_name(device), checkpoint.versions()
     report.date = time.strftime("%Y-%m-%d")
     from tqdm.auto import tqdm
