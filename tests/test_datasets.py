@@ -77,6 +77,9 @@ def run_all(capsys, tmp_path: Path, data: list[str], study: str) -> dict:
     code, out, err = call(capsys, "search", *TINY, "--storage", db, *data)
     assert code == 0, err
     assert f"study '{study}'" in out and "2 trained" in out
+    # The summary names the data and what each logit means (MNIST's is as it always was).
+    ds = record.dataset_of(optuna.load_study(study_name=study, storage=db))
+    assert f"\ndata: {ds.title()}; classes {ds.classes_text()}\n" in out
     code, out, err = call(capsys, "export", "--storage", db, "--out", str(tmp_path / "e0"))
     assert code == 0 and "no weights yet" in err, err
     # The replay reads the study's own data: neither --dataset nor --data-dir.

@@ -101,6 +101,7 @@ def test_an_interrupted_finalist_stage_is_finished_by_the_next_search(tmp_path, 
     # header counts the finalist run that was, and ran again.
     text = summary(optuna.load_study(study_name=cfg.study_name, storage=cfg.storage), cfg)
     assert ", 0 interrupted" in text.splitlines()[0]
+    assert "\ndata: " not in text  # MNIST's summary names no data (other data's does)
     assert "the first is the pick; 1 run(s) interrupted and run again):" in text
     assert "  finalists: 3 training(s) of 3 epoch(s)" in plan  # the plan counts them too
     assert "  search: " not in plan

@@ -451,6 +451,9 @@ def summary(study: optuna.Study, cfg: SearchConfig, top: int = 5) -> str:
              f"failed), {count[record.REJECTED]} rejected before training, "
              f"{count[record.DUPLICATE]} duplicates, {count[record.INTERRUPTED]} interrupted",
              cost.search_cost(study, cfg.full_schedule.epochs).line()]
+    data = record.dataset_of(study)
+    if data != MNIST:  # MNIST's summary stays as it always was; other data is named
+        lines.append(f"data: {data.title()}; classes {data.classes_text()}")
     if done:
         epochs = cfg.proxy_schedule().epochs
         lines.append(f"{'trial':>6} {'val acc':>8} {'params':>7} {'RF':>4}  architecture "
