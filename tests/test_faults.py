@@ -73,6 +73,19 @@ def training(db: str) -> list[optuna.trial.FrozenTrial]:
         return []
 
 
+def both_in_training(db: str) -> list[optuna.trial.FrozenTrial]:
+    """Wait until two trials are in training; the two, from that one read of the study (a
+    trial may end between two reads, and a second read would see one)."""
+    running: list[optuna.trial.FrozenTrial] = []
+
+    def both() -> bool:
+        running[:] = training(db)
+        return len(running) == 2
+
+    wait_for(both, "both workers in training")
+    return running
+
+
 def assert_healthy(db: str, n_trained: int) -> None:
     """Exactly ``n_trained`` trained, nothing RUNNING, no architecture trained twice, every
     interrupted trial with its reason."""
@@ -123,13 +136,7 @@ def test_kill_9_mid_trial_then_resume(db, small_mnist_dir):
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_to_a_multi_worker_search_stops_every_worker(db, small_mnist_dir, sig, code):
     p = start(nas_cmd("search", db, small_mnist_dir, "--trials", "6", "--workers", "2"))
-    running: list[optuna.trial.FrozenTrial] = []
-
-    def both() -> bool:  # one snapshot: a trial may end between two reads of the study
-        running[:] = training(db)
-        return len(running) == 2
-
-    wait_for(both, "both workers in training")
+    running = both_in_training(db)
     pids = {t.user_attrs[record.PROCESS]["pid"] for t in running}
     procs = [t.user_attrs[record.PROCESS] for t in running]
     assert len(pids) == 2 and p.pid not in pids
@@ -147,8 +154,7 @@ def test_signal_to_a_multi_worker_search_stops_every_worker(db, small_mnist_dir,
 
 def test_workers_die_with_their_parent_even_on_kill_9(db, small_mnist_dir):
     p = start(nas_cmd("search", db, small_mnist_dir, "--trials", "6", "--workers", "2"))
-    wait_for(lambda: len(training(db)) == 2, "both workers in training")
-    procs = [t.user_attrs[record.PROCESS] for t in training(db)]
+    procs = [t.user_attrs[record.PROCESS] for t in both_in_training(db)]
     p.kill()
     p.wait()
     wait_for(lambda: not [proc for proc in procs if is_alive(proc)], "the workers to end", 30)
@@ -160,8 +166,7 @@ def test_workers_die_with_their_parent_even_on_kill_9(db, small_mnist_dir):
 
 def test_a_worker_killed_is_noticed_at_once(db, small_mnist_dir):
     p = start(nas_cmd("search", db, small_mnist_dir, "--trials", "20", "--workers", "2"))
-    wait_for(lambda: len(training(db)) == 2, "both workers in training")
-    victim, other = (t.user_attrs[record.PROCESS] for t in training(db))
+    victim, other = (t.user_attrs[record.PROCESS] for t in both_in_training(db))
     os.kill(victim["pid"], signal.SIGKILL)
     out, err = p.communicate(timeout=60)
     assert p.returncode == 1
@@ -308,8 +313,7 @@ def test_a_worker_paused_past_the_heartbeat_grace_keeps_the_run_alive(db, small_
     p = start(argv)
     pid = None
     try:
-        wait_for(lambda: len(training(db)) == 2, "both workers in training")
-        victim = training(db)[0]
+        victim = both_in_training(db)[0]
         pid = victim.user_attrs[record.PROCESS]["pid"]
         pause_outside_a_write(pid, db)
         wait_for(lambda: trials(db)[victim.number].state == TrialState.FAIL,
