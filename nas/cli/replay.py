@@ -29,8 +29,7 @@ from nas.cli.common import (ARTIFACT_DIR_HELP, DATASET_HELP, DEVICE_HELP, NAMED_
                             Parser, add_study_args, describe, make_dir, positive_int,
                             resolve_dataset, run)
 from nas.errors import ConfigError, UserError
-from nas.export.onnx import (INPUT_NAME, OUTPUT_NAME, input_contract, metadata,
-                             output_contract, write_onnx)
+from nas.export.onnx import data_contract, metadata, write_onnx
 from nas.study import record, selection, uploads
 from nas.study.artifacts import ArtifactError, open_store
 from nas.study.config import data_identity, data_words
@@ -69,8 +68,8 @@ class ReplayReport:
     date: str = ""
     precision: str = ""  # what the seeds trained in (resolved: bf16, fp16 or fp32)
     dataset: str = "MNIST"  # the data set's name: the accuracy target is MNIST's challenge
-    # What the data are and what model.onnx takes and gives (title, classes, input, output):
-    # the words the export states too (nas.export.onnx.metadata).
+    # What the data are and what model.onnx takes and gives: nas.export.onnx.data_contract's
+    # words, which the ONNX's metadata states too.
     data: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -221,9 +220,9 @@ def retrain(report: ReplayReport, spec: ArchSpec, cfg: TrainConfig, device: torc
     make_dir(out)
     report.train_images, report.test_images = len(train_split), len(test_split)
     report.dataset = dataset.name
-    report.data = {"data": dataset.title(), "classes": dataset.classes_text(),
-                   "model.onnx input": f"{INPUT_NAME}: {input_contract(dataset)}",
-                   "model.onnx output": f"{OUTPUT_NAME}: {output_contract(dataset)}"}
+    said = data_contract(dataset)
+    report.data = {"data": said["dataset"], "classes": said["classes"],
+                   "model.onnx input": said["input"], "model.onnx output": said["output"]}
     report.device, report.versions = device_name(device), checkpoint.versions()
     report.date = time.strftime("%Y-%m-%d")
     from tqdm.auto import tqdm

@@ -65,14 +65,21 @@ class WithPreprocess(nn.Module):
         return self.net(normalize(pixels, self.dataset))
 
 
+def data_contract(dataset: Dataset = MNIST) -> dict[str, str]:
+    """What the data are and what a network trained on them takes and gives, in words: the
+    ``dataset``, ``classes``, ``input`` and ``output`` of :func:`metadata` (a replay's report
+    states the same)."""
+    return {"dataset": dataset.title(),
+            "classes": dataset.classes_text(),
+            "input": f"{INPUT_NAME}: {input_contract(dataset)}",
+            "output": f"{OUTPUT_NAME}: {output_contract(dataset)}"}
+
+
 def metadata(spec: ArchSpec, test_accuracy: str | None = None,
              dataset: Dataset = MNIST) -> dict[str, str]:
     """The model's ``metadata_props``: what the file is and what it wants."""
     p = plan(spec)
-    out = {"dataset": dataset.title(),
-           "classes": dataset.classes_text(),
-           "input": f"{INPUT_NAME}: {input_contract(dataset)}",
-           "output": f"{OUTPUT_NAME}: {output_contract(dataset)}",
+    out = {**data_contract(dataset),
            "normalisation": f"inside the graph: {dataset.normalisation()}",
            "parameters": str(p.params),
            "receptive_field": str(p.receptive_field),
