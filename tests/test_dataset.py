@@ -28,7 +28,8 @@ from nas.training.trainer import TrainConfig
 OTHER = replace(MNIST, name="Other-Set", description="synthetic blobs",
                 classes=("ring", "bar", "dot"), mean=0.5, std=0.25,
                 files=("a-img", "a-lab", "b-img", "b-lab"), subdirs=("Other/raw",),
-                package_dir=None, torchvision=None, sha256=None, class_noun="shape")
+                package_dir=None, torchvision=None, sha256=None, class_noun="shape",
+                pixels="")
 
 
 def load_source(src: str) -> types.ModuleType:
@@ -102,6 +103,10 @@ def test_onnx_texts_and_graph_follow_the_descriptor(tmp_path):
     joined = " ".join(meta.values())
     assert "0.1307" not in joined and "0.3081" not in joined and "MNIST" not in joined
     assert "digit" not in joined
+    # What the pixel values show is said only where nas knows it: MNIST's ink, F-MNIST's white.
+    assert "ink" not in joined and "Other-Set files, shape (N, 1, 28, 28)" in meta["input"]
+    fashion = metadata(spec, dataset=dataset.FASHION_MNIST)["input"]
+    assert "Fashion-MNIST IDX files (0 = black background, 255 = white), shape" in fashion
     # MNIST's texts are the ones nas has always written.
     default = metadata(spec)
     assert default["dataset"] == "MNIST (handwritten digits, 28x28 grey)"
@@ -136,6 +141,9 @@ def test_generated_model_py_follows_the_descriptor():
     assert "0.1307" not in src and "0.3081" not in src and "MNIST" not in src
     assert "MEAN, STD = 0.5, 0.25  # Other-Set's training-set pixel mean and std" in src
     assert "all Other-Set training images" in src
+    assert "ink" not in src and "(Other-Set's files as stored: uint8 pixels 0-255)" in src
+    assert "(MNIST's files as stored: uint8 pixels 0-255, 0 = background, 255 = ink)" in \
+        model_source(spec)
     mod = load_source(src)
     pixels = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
     torch.testing.assert_close(mod.preprocess(pixels), normalize(pixels, OTHER))

@@ -163,6 +163,7 @@ def model_source(spec: ArchSpec, recipe: dict[str, object] | None = None,
     c, h, w = dataset.shape
     classes = textwrap.fill(f"Classes ({_doc(dataset.classes_text())}).", 96)
     title, name = _doc(dataset.title()), _doc(dataset.name)
+    meaning = f", {_doc(dataset.pixels)}" if dataset.pixels else ""
     return f'''"""A CNN found by nas {__version__}: {n:,} parameters, receptive field {rf}.
 
 Spec key: {spec.key()}
@@ -174,7 +175,7 @@ Standalone: needs only torch. ``python model.py [weights.pt]`` builds it, checks
 count, optionally loads weights, and runs one forward pass.
 
 Input contract: ``build()``'s network takes NORMALISED float32 images, shape (N, {c}, {h}, {w}).
-Images as they come ({name}'s IDX convention: uint8 pixels 0-255, 0 = background, 255 = ink)
+Images as they come ({name}'s files as stored: uint8 pixels 0-255{meaning})
 go through ``preprocess`` first: ``model(preprocess(pixels))``. Fed [0, 1] pixels instead, the
 network silently loses accuracy. (``model.onnx``, when exported, has ``preprocess`` inside:
 it takes the uint8 pixels directly.)

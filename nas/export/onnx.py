@@ -3,11 +3,12 @@
 The contract (also in the file's input doc string and metadata, ``summary.md``, the generated
 ``model.py`` and the README), stated from a :class:`nas.training.dataset.Dataset` (default
 MNIST, whose values are given here): the input ``pixels_uint8`` is uint8, shape (N, 1, 28, 28),
-raw pixel values 0-255 as stored in the data set's IDX files (0 = background, 255 = ink). The
-graph casts and normalises them itself, ``(pixels / 255 - 0.1307) / 0.3081`` with the very
-function the trainer uses (:func:`nas.training.augment.normalize`), so a caller must not
-normalise: fed [0, 1] floats instead, the network would silently lose accuracy, and the uint8
-type makes that mistake fail loudly. The output ``logits`` is float32 (N, 10); its argmax is
+raw pixel values 0-255 as stored in the data set's IDX files (0 = background, 255 = ink: the
+descriptor's ``pixels``, unsaid for data nas knows nothing about). The graph casts and
+normalises them itself, ``(pixels / 255 - 0.1307) / 0.3081`` with the very function the trainer
+uses (:func:`nas.training.augment.normalize`), so a caller must not normalise: fed [0, 1]
+floats instead, the network would silently lose accuracy, and the uint8 type makes that
+mistake fail loudly. The output ``logits`` is float32 (N, 10); its argmax is
 the digit.
 
 Used by ``nas.export`` and ``nas.replay`` (neither entry point imports the other).
@@ -38,8 +39,9 @@ def input_contract(dataset: Dataset = MNIST) -> str:
     # A named data set comes as IDX files; your own may be IDX files or a .npz: "files".
     named = dataset.package_dir or dataset.system_dir or dataset.torchvision
     files = "IDX files" if named else "files"
-    return (f"uint8 pixels 0-255 as stored in the {dataset.name} {files} (0 = background, "
-            f"255 = ink), shape (N, {c}, {h}, {w}); the graph normalises them itself as "
+    meaning = f" ({dataset.pixels})" if dataset.pixels else ""
+    return (f"uint8 pixels 0-255 as stored in the {dataset.name} {files}{meaning}, "
+            f"shape (N, {c}, {h}, {w}); the graph normalises them itself as "
             f"{dataset.normalisation()}: do not normalise")
 
 

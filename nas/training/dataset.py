@@ -62,6 +62,9 @@ class Dataset:
     # Whether a left-right mirror image is still of the same class: the training default for
     # horizontal flips (clothing yes; digits never: a mirrored 2 is no digit, 3 and E differ).
     hflip: bool = False
+    # What the pixel values show, for the input contract ("0 = background, 255 = ink"); empty
+    # for data nas knows nothing about (your own images may be dark on light, or colour).
+    pixels: str = ""
 
     def __post_init__(self) -> None:
         if len(self.classes) < 2 or len(self.shape) != 3 or min(self.shape) < 1:
@@ -161,7 +164,7 @@ MNIST = Dataset(
     subdirs=("MNIST/raw", "raw"),  # torchvision's layout under its root, and a bare raw/
     package_dir="mnist", torchvision="MNIST",
     sha256="d18cfd466eb143ac1097fde604dba9eec4116885869d04cc648b510949f9e88c",
-    class_noun="digit")
+    class_noun="digit", pixels="0 = background, 255 = ink")
 
 
 # Zalando's Fashion-MNIST (https://github.com/zalandoresearch/fashion-mnist, MIT licence): 28x28
@@ -179,7 +182,8 @@ FASHION_MNIST = Dataset(
     torchvision="FashionMNIST",
     sha256="1f243a60b4b748a44c48b9a6f6907be2a08bee3e4e226f0e86fbde8e147b745a",
     class_noun="article", system_dir="/usr/share/datasets/fashion-mnist",
-    hflip=True)  # a mirrored shoe is a shoe: left-right flips on by default
+    hflip=True,  # a mirrored shoe is a shoe: left-right flips on by default
+    pixels="0 = black background, 255 = white")  # the article light on black, as MNIST's ink
 
 # The names --dataset takes (anything else is a path: a folder of IDX files or a .npz).
 NAMED = {"mnist": MNIST, "fashion-mnist": FASHION_MNIST}
