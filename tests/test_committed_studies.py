@@ -67,3 +67,42 @@ def test_a_committed_study_exports_and_replays(name, tmp_path, tiny_mnist_dir, c
     after = record.replay_of(optuna.load_study(study_name=STUDIES[name], storage=url),
                              best.number)
     assert after["seeds"] == [0] and after != before  # the new replay is recorded
+
+
+def test_the_committed_fashion_comparison_agrees_with_itself(tmp_path):
+    """The Fashion-MNIST result files (README's table) are one set of runs: the study's pick,
+    its recorded replay, the replay's report, the committed weights scored by the paired test,
+    and the hand designs' reports agree, and each mean, std and lead is recomputed here by
+    hand. Reads files only: no training, no test images."""
+    import statistics
+
+    from nas.arch.build import build
+
+    study = optuna.load_study(study_name="fashion-mnist-20000p-15e",
+                              storage=copy_of("search-fashion-20000p-15e.db", tmp_path))
+    pick = selection.select_trial(study, None)
+    model = build(record.spec_of(pick))
+    assert pick.number == 129 and record.param_count_of(pick) == 19_750
+    assert sum(p.numel() for p in model.parameters()) == 19_750 < 20_000
+
+    report = json.loads((RESULTS / "replay-search-fashion-20000p-15e.json").read_text())
+    stored = record.replay_of(study, pick.number)
+    accs = report["test_acc_final"]
+    assert report["trial"] == 129 and report["seeds"] == stored["seeds"] == [0, 1, 2, 3, 4]
+    assert stored["test_acc_final"] == accs and report["precision"] == "fp32"
+    assert report["mean"] == pytest.approx(statistics.mean(accs), abs=1e-9)
+    assert report["std"] == pytest.approx(statistics.stdev(accs), abs=1e-9)
+
+    hands = {name: json.loads((RESULTS / f"replay-fashion-{name}-15e.json").read_text())
+             for name in ("hardmaru_fashion_83k", "pool_bn_19k")}
+    for name, hand in hands.items():
+        paired = json.loads(
+            (RESULTS / f"paired-test-fashion-search-vs-{name}.json").read_text())
+        # The paired test scored the committed weights again: each seed's accuracy is the
+        # replay's own (reports round to 4 places), on both sides.
+        assert [round(a, 4) for a in paired["a_seeds"]] == accs
+        assert [round(b, 4) for b in paired["b_seeds"]] == hand["test_acc_final"]
+        # The mean of per-image differences is the difference of the means.
+        assert paired["difference"] == pytest.approx(
+            statistics.mean(paired["a_seeds"]) - statistics.mean(paired["b_seeds"]), abs=1e-6)
+        assert paired["difference"] > 4 * paired["se_paired"]  # the README's "over four SEs"
