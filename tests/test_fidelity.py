@@ -16,6 +16,7 @@ import torch
 from nas.cli.common import UserError
 from nas.tools import fidelity
 from nas.training.host import use_threads
+from nas.training.trainer import precision_for
 
 TINY = ["--candidates", "3", "--epochs", "2", "--short-epochs", "1", "--subset", "100",
         "--subset-epochs", "1", "--seeds-spread", "1", "--extra-seeds", "1", "--val-size", "200",
@@ -157,6 +158,23 @@ def test_study_runs_resumes_and_refuses_other_settings(tiny_mnist_dir: Path, tmp
 
     with pytest.raises(UserError, match="other settings.*subset"):
         fidelity.main([*argv, "--subset", "50"])
+
+    # One arithmetic per study: each line says what it trained in (the trainer was told so),
+    # and a resume that would train otherwise is refused, also for lines from before they
+    # said it (then their bf16_autocast says).
+    here = precision_for(torch.device("cpu"), "auto")
+    other = "fp32" if here == "bf16" else "bf16"
+    assert {r["precision"] for r in fidelity.read_runs(path)[1]} == {here}
+    assert {c[3].precision for c in calls} == {here}  # train(spec, tr, val, cfg, ...)
+    with pytest.raises(UserError, match=f"trained in {here}; this would train in {other}: "
+                                        f"pass --precision {here}"):
+        fidelity.main([*argv, "--precision", other])
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps({k: v for k, v in x.items() if k != "precision"}) + "\n"
+                            for x in lines))
+    with pytest.raises(UserError, match=f"trained in {here}; this would train in {other}"):
+        fidelity.main([*argv, "--precision", other])
+    assert fidelity.main([*argv, "--precision", here]) == 0
     with open(path, "a") as held:  # a study already running
         fcntl.flock(held, fcntl.LOCK_EX)
         with pytest.raises(UserError, match="another nas.fidelity is running"):

@@ -48,8 +48,8 @@ from nas.study.processes import die_with_parent
 from nas.training import checkpoint
 from nas.training.data import DEFAULT_DATA_DIR, Split, load_mnist
 from nas.training.host import cpu_flags, cpu_model, use_threads
-from nas.training.trainer import (TrainConfig, TrainingDiverged, device_name, images_per_epoch,
-                                  resolve_device, train, use_bf16)
+from nas.training.trainer import (PRECISIONS, TrainConfig, TrainingDiverged, device_name,
+                                  images_per_epoch, precision_for, resolve_device, train)
 
 EPOCH_PROXIES = (1, 2, 4)  # accuracy after epoch k of the full schedule
 TOP = 5
@@ -132,12 +132,20 @@ def append_line(path: Path, obj: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
-def host_info(device: torch.device) -> dict[str, Any]:
-    """The device in words, the CPU model and the flags that decide its speed and precision."""
+def host_info(device: torch.device, precision: str = "auto") -> dict[str, Any]:
+    """The device in words, the CPU model and the flags that decide its speed, and the
+    arithmetic the runs train in (``precision`` resolved on ``device``: never "auto")."""
     flags = cpu_flags()
+    resolved = precision_for(device, precision)
     return {"device": device_name(device), "cpu_model": cpu_model(), **code_version(),
             "cpu_flags": {f: f in flags for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")},
-            "bf16_autocast": use_bf16(device, TrainConfig())}
+            "bf16_autocast": resolved == "bf16", "precision": resolved}
+
+
+def precision_of(run: dict[str, Any]) -> str:
+    """The arithmetic a run line trained in; lines written before they said so trained in
+    bf16 autocast or fp32, as their ``bf16_autocast`` says."""
+    return run.get("precision") or ("bf16" if run.get("bf16_autocast") else "fp32")
 
 
 def code_version() -> dict[str, str]:
@@ -422,6 +430,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     add("--out", type=Path, default=Path("results"), help="output folder (default results/)")
     add("--threads", type=positive_int, default=torch.get_num_threads(),
         help="CPU threads (default %(default)s: torch's default on this machine)")
+    add("--precision", default="auto", choices=PRECISIONS,
+        help="training arithmetic (default %(default)s: as nas.search, bf16 autocast on CPUs "
+             "with bf16 units); a resume must train as the runs already in the file did")
     add("--workers", type=positive_int, default=1,
         help="runs trained at once, each in its own process with --threads threads "
              "(default %(default)s)")
@@ -438,7 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"use another --out")
     device = resolve_device(a.device)
     use_threads(a.threads)  # before host_info: the device string names the threads
-    host = host_info(device)
+    host = host_info(device, a.precision)
     jobs = plan_jobs(a.candidates, a)
     if a.analyze_only:
         if header is None:
@@ -455,6 +466,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError:
             raise UserError(f"another nas.fidelity is running on {path}") from None
         header, runs = read_runs(path, repair=True)
+        # One study, one arithmetic: bf16 and fp32 runs would differ by more than the ranks
+        # measure. The identity predates --precision, so the runs themselves say.
+        ran = {precision_of(r) for r in runs}
+        if ran - {host["precision"]}:
+            raise UserError(f"{path} holds runs trained in {', '.join(sorted(ran))}; this "
+                            f"would train in {host['precision']}: pass --precision "
+                            f"{min(ran)} (or another --out)")
         study(a, command, stem, header, runs, jobs, device, host)
     return 0
 
@@ -552,9 +570,10 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def run_job(job: Job, spec: ArchSpec, tr: Split, val: Split, device: torch.device,
             host: dict[str, Any]) -> dict[str, Any]:
-    """Train one job with the search's recipe (only epochs and seed changed); its run line.
+    """Train one job with the search's recipe (only epochs, seed and, as ``host`` says, the
+    precision changed); its run line.
     A diverged run is recorded with ``final_acc`` None, so it is not retried forever."""
-    cfg = replace(TrainConfig(), epochs=job.epochs, seed=job.seed)
+    cfg = replace(TrainConfig(), epochs=job.epochs, seed=job.seed, precision=host["precision"])
     t0 = time.perf_counter()
     try:
         res = train(spec, tr, val, cfg, device, callback=lambda e: print(
