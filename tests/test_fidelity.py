@@ -174,6 +174,11 @@ def test_study_runs_resumes_and_refuses_other_settings(tiny_mnist_dir: Path, tmp
                             for x in lines))
     with pytest.raises(UserError, match=f"trained in {here}; this would train in {other}"):
         fidelity.main([*argv, "--precision", other])
+    broken = [*lines[:1], {**lines[1], "precision": [1]}, *lines[2:]]  # was: a traceback
+    path.write_text("".join(json.dumps(x) + "\n" for x in broken))
+    with pytest.raises(UserError, match=rf"trained in \[1\], {here}; .*: use another --out$"):
+        fidelity.main([*argv, "--precision", here])
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
     assert fidelity.main([*argv, "--precision", here]) == 0
     with open(path, "a") as held:  # a study already running
         fcntl.flock(held, fcntl.LOCK_EX)

@@ -144,8 +144,10 @@ def host_info(device: torch.device, precision: str = "auto") -> dict[str, Any]:
 
 def precision_of(run: dict[str, Any]) -> str:
     """The arithmetic a run line trained in; lines written before they said so trained in
-    bf16 autocast or fp32, as their ``bf16_autocast`` says."""
-    return run.get("precision") or ("bf16" if run.get("bf16_autocast") else "fp32")
+    bf16 autocast or fp32, as their ``bf16_autocast`` says. Whatever a broken line holds comes
+    back as text, so that a refusal can name it."""
+    said = run.get("precision") or ("bf16" if run.get("bf16_autocast") else "fp32")
+    return said if isinstance(said, str) else repr(said)
 
 
 def code_version() -> dict[str, str]:
@@ -470,9 +472,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # measure. The identity predates --precision, so the runs themselves say.
         ran = {precision_of(r) for r in runs}
         if ran - {host["precision"]}:
+            (one,) = ran if len(ran) == 1 and ran <= set(PRECISIONS) else (None,)
+            fix = f"pass --precision {one} (or another --out)" if one else "use another --out"
             raise UserError(f"{path} holds runs trained in {', '.join(sorted(ran))}; this "
-                            f"would train in {host['precision']}: pass --precision "
-                            f"{min(ran)} (or another --out)")
+                            f"would train in {host['precision']}: {fix}")
         study(a, command, stem, header, runs, jobs, device, host)
     return 0
 
